@@ -1,0 +1,42 @@
+# `make run` and `make test` work on a machine with only python3 and make.
+SHELL := /bin/sh
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := .venv
+
+.PHONY: run test test-fast lint format vendor clean
+
+.tools/bin/uv:
+	python3 scripts/bootstrap-uv
+
+.venv/.synced: pyproject.toml uv.lock | $(if $(filter .tools/bin/uv,$(UV)),.tools/bin/uv)
+	$(UV) sync --frozen
+	@touch $@
+
+## The app on http://127.0.0.1:8000 with an embedded Redis; sign-in codes print here.
+run: .venv/.synced
+	CHAT_COOKIE_SECURE=$${CHAT_COOKIE_SECURE:-false} $(UV) run --frozen python app.py
+
+## Everything: unit, integration and browser tests (browser tests need Chromium).
+test: .venv/.synced
+	$(UV) run --frozen pytest
+
+## The suite without the slow and browser tests.
+test-fast: .venv/.synced
+	$(UV) run --frozen pytest -m "not slow and not e2e"
+
+lint: .venv/.synced
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy app.py chat blueprints
+
+format: .venv/.synced
+	$(UV) run --frozen ruff format .
+	$(UV) run --frozen ruff check --fix .
+
+## Re-vendor htmx from npm (needs npm): make vendor VERSION=4.0.1
+vendor:
+	scripts/vendor-htmx $(VERSION)
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache test-artifacts

@@ -1,0 +1,104 @@
+"""The chat application: create_app() for hypercorn, main() for `make run`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from quart import Quart
+from quart_auth import QuartAuth
+
+from blueprints import auth, errors, health, live, rooms
+from chat import bus, logs, presence, security, store, templating
+from chat.sessions import ChatUser
+from chat.settings import ConfigError, apply_defaults, validate
+
+ROOT = Path(__file__).resolve().parent
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Quart:
+    """Build the app from CHAT_* environment variables, then `config` on top (tests)."""
+    app = Quart(__name__, instance_path=str(ROOT / "instance"))
+    app.config.from_prefixed_env("CHAT")
+    if config:
+        app.config.update(config)
+    apply_defaults(app.config)
+    validate(app.config, app.instance_path)
+    if not app.config["REDIS_URL"]:
+        raise ConfigError(
+            "REDIS_URL",
+            "is not set; `make run` starts an embedded server, production needs "
+            "redis://host:6379/0",
+        )
+    secure = app.config["COOKIE_SECURE"]
+    app.config.update(
+        MAX_CONTENT_LENGTH=64 * 1024,
+        QUART_AUTH_COOKIE_SECURE=secure,
+        # __Host- binds the cookie to this exact host over HTTPS (no Domain, Path=/).
+        QUART_AUTH_COOKIE_NAME="__Host-chat_session" if secure else "chat_session",
+        QUART_AUTH_COOKIE_SAMESITE="Lax",
+        QUART_AUTH_DURATION=app.config["SESSION_MAX_SECONDS"],
+        QUART_AUTH_SALT="chat-session",
+    )
+    logs.configure(app.config["LOG_FORMAT"])
+
+    store.init_app(app)
+    QuartAuth(app, user_class=ChatUser)
+    security.init_app(app)
+    templating.init_app(app)
+    bus.init_app(app)
+    presence.init_app(app)
+    for blueprint in (auth.bp, rooms.bp, live.bp, health.bp):
+        app.register_blueprint(blueprint)
+    errors.init_app(app)
+    return app
+
+
+def main() -> None:
+    """`make run`: hypercorn on CHAT_BIND with CHAT_WORKERS, plus Redis when none is configured."""
+    from hypercorn.config import Config
+    from hypercorn.run import run
+
+    from chat.embedded_redis import EmbeddedRedis, EmbeddedRedisError
+    from chat.settings import INT_SETTINGS, STR_SETTINGS, parse_bind
+
+    probe = Quart(__name__)
+    probe.config.from_prefixed_env("CHAT")
+    workers = probe.config.get("WORKERS", INT_SETTINGS["WORKERS"])
+    bind = str(probe.config.get("BIND", STR_SETTINGS["BIND"]))
+    try:
+        parse_bind(bind)
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ConfigError("WORKERS", f"expected a whole number >= 1, got {workers!r}")
+        create_app()  # validate every setting once, up front, in this process
+    except ConfigError as error:
+        if error.setting != "REDIS_URL":
+            raise
+    embedded = None
+    if not os.environ.get("CHAT_REDIS_URL"):
+        embedded = EmbeddedRedis(ROOT / "instance" / "redis")
+        try:
+            os.environ["CHAT_REDIS_URL"] = embedded.start()
+        except EmbeddedRedisError as error:
+            sys.exit(f"Cannot start the embedded Redis server: {error}")
+        print(f"Embedded Redis on {os.environ['CHAT_REDIS_URL']} (data in instance/redis)")
+    create_app()  # now fully configured: fail here, not in every worker
+
+    hypercorn = Config.from_toml(str(ROOT / "hypercorn.toml"))
+    hypercorn.application_path = "app:create_app()"
+    hypercorn.bind = [bind]
+    hypercorn.workers = workers
+    print(f"Chat on http://{bind}  (workers: {workers}; Ctrl-C stops)", flush=True)
+    try:
+        exit_code = run(hypercorn)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    sys.exit(exit_code)
+
+
+if __name__ == "__main__":
+    main()

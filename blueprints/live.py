@@ -1,0 +1,197 @@
+"""The room websocket: backfill, then live fragments out; messages in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import time
+from typing import Any
+
+from quart import Blueprint, abort, current_app, render_template, websocket
+
+from chat import bus as bus_module
+from chat import history, live_room, presence, rooms, security, store
+from chat.bus import Signal, Subscription
+from chat.messages import post_message, room_channel
+from chat.sessions import Session, current_session, session_channel
+from chat.text import clean_body
+
+bp = Blueprint("live", __name__)
+log = logging.getLogger("chat.live")
+
+MAX_FRAME_BYTES = 64 * 1024
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+# Close codes: hx-ws reconnects after 1001/1011-1014 and stays closed after 1003/1008/1009.
+CLOSE_UNSUPPORTED = 1003
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013
+
+
+@bp.websocket("/rooms/<slug>/ws")
+async def room_socket(slug: str) -> None:
+    """Live room for one signed-in browser tab."""
+    origin = websocket.headers.get("Origin")
+    if origin and not security.origin_allowed(origin, websocket.host):
+        abort(403)
+    session: Session | None = await current_session()
+    if session is None:
+        abort(401)
+    if await rooms.name_of(store.redis(), slug) is None:
+        abort(404)
+    after = websocket.args.get("after")
+    if after is not None and not re.fullmatch(history.STREAM_ID, after):
+        after = None
+    await RoomSocket(slug, session, after).run()
+
+
+class RoomSocket:
+    def __init__(self, slug: str, session: Session, after: str | None) -> None:
+        self.slug = slug
+        self.session = session
+        self.last_id = after
+        self.socket_id = secrets.token_hex(8)
+        config = current_app.config
+        self.rate = float(config["WS_MESSAGES_PER_SECOND"])
+        self.burst = float(config["WS_BURST"])
+        self.tokens = self.burst
+        self.refilled = time.monotonic()
+        self.max_chars = int(config["MAX_MESSAGE_CHARS"])
+
+    async def run(self) -> None:
+        bus = bus_module.bus()
+        channels = (room_channel(self.slug), session_channel(self.session.id))
+        async with bus.subscribe(*channels) as subscription:
+            await websocket.accept()
+            await self.send_backfill()
+            await self.join()
+            forwarding = asyncio.create_task(self.forward(subscription))
+            try:
+                await self.receive()
+            finally:
+                forwarding.cancel()
+                # The handler is being cancelled (the peer left); leaving the room is
+                # bookkeeping that must finish anyway, so it runs in its own task.
+                current_app.add_background_task(self.leave)
+
+    async def send_backfill(self) -> None:
+        frame, newest = await live_room.backfill_frame(self.slug, self.last_id)
+        if frame is not None:
+            await websocket.send(frame)
+        self.last_id = newest
+
+    async def join(self) -> None:
+        local: presence.LocalSockets = current_app.extensions["presence"]
+        local.add(self.slug, self.socket_id, self.session.email)
+        if await presence.join(store.redis(), self.slug, self.session.email, self.socket_id):
+            await live_room.announce(self.slug, self.session.email, "joined")
+        else:
+            await websocket.send(await live_room.online_frame(self.slug))
+
+    async def leave(self) -> None:
+        local: presence.LocalSockets = current_app.extensions["presence"]
+        local.remove(self.slug, self.socket_id)
+        try:
+            if await presence.leave(store.redis(), self.slug, self.session.email, self.socket_id):
+                await live_room.announce(self.slug, self.session.email, "left")
+        except store.REDIS_DOWN as error:
+            log.warning("presence not updated on leave (room %s): %s", self.slug, error)
+
+    async def forward(self, subscription: Subscription) -> None:
+        async for item in subscription:
+            if item is Signal.OVERFLOW:
+                log.warning("closing a socket that fell behind (room %s)", self.slug)
+                await websocket.close(CLOSE_TRY_AGAIN, "too far behind; reconnect")
+                return
+            if item is Signal.GAP:
+                await self.send_backfill()
+                continue
+            key, _, frame = item.partition("\n")
+            if key == "revoke":
+                await websocket.close(CLOSE_POLICY, "signed out")
+                return
+            if key:
+                if self.last_id is not None and history.id_key(key) <= history.id_key(self.last_id):
+                    continue  # already sent in the backfill
+                self.last_id = key
+            await websocket.send(frame)
+
+    async def receive(self) -> None:
+        while True:
+            raise_if_cancelled()
+            raw = await websocket.receive()
+            if isinstance(raw, bytes):
+                await websocket.close(CLOSE_UNSUPPORTED, "text frames only")
+                return
+            if len(raw) > MAX_FRAME_BYTES:
+                await websocket.close(CLOSE_TOO_BIG, "frame too large")
+                return
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
+                await websocket.close(CLOSE_UNSUPPORTED, "expected a JSON object")
+                return
+            await self.handle(data)
+
+    async def handle(self, data: dict[str, Any]) -> None:
+        body = data.get("body")
+        client_id = data.get("client_id")
+        if not isinstance(body, str) or not isinstance(client_id, str):
+            await self.send_error("That message was not understood; reload the page.")
+            return
+        if not CLIENT_ID.fullmatch(client_id):
+            client_id = secrets.token_urlsafe(12)
+        body = clean_body(body)
+        if not body:
+            return
+        if len(body) > self.max_chars:
+            await self.send_error(
+                f"Not sent: messages are at most {self.max_chars:,} characters "
+                f"(this one has {len(body):,})."
+            )
+            return
+        if not self.take_token():
+            await self.send_error("Slow down: you are sending messages too fast.")
+            return
+        try:
+            await post_message(self.slug, self.session, body, client_id)
+        except store.REDIS_DOWN as error:
+            log.warning("message not stored (room %s): %s", self.slug, error)
+            await self.send_error(
+                "Not delivered: the server cannot reach its database. Your text is kept; "
+                "press Send again in a moment."
+            )
+            return
+        form = await render_template(
+            "rooms/_compose.html", slug=self.slug, oob=True, client_id=secrets.token_urlsafe(12)
+        )
+        await websocket.send(form)
+
+    def take_token(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
+        self.refilled = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    async def send_error(self, text: str) -> None:
+        await websocket.send(await render_template("rooms/_compose_error.html", error=text))
+
+
+def raise_if_cancelled() -> None:
+    """Honour a cancellation that a library swallowed on the way (seen with redis-py).
+
+    Quart cancels the handler when the peer disconnects; if that CancelledError is lost inside
+    a Redis call, the handler would otherwise wait in receive() forever and leak the socket.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -1,0 +1,55 @@
+"""What a room socket sends besides messages: backfill, presence notices, the Online list."""
+
+from __future__ import annotations
+
+from quart import Quart, current_app, render_template
+
+from chat import bus, history, presence, store
+from chat.messages import render_frame, room_channel
+
+# A client that missed more than this gets the latest page in place of its list.
+BACKFILL_LIMIT = 500
+
+
+async def backfill_frame(slug: str, last_id: str | None) -> tuple[str | None, str | None]:
+    """(frame, newest id) for what a client that has seen `last_id` is missing."""
+    redis = store.redis()
+    if last_id is None:
+        messages = await history.recent(redis, slug)
+        if not messages:
+            return None, None
+        html = await render_template(
+            "rooms/_history_frame.html",
+            messages=messages,
+            slug=slug,
+            has_older=len(messages) == history.PAGE,
+        )
+        return html, messages[-1].id
+    missed = await history.after(redis, slug, last_id, BACKFILL_LIMIT + 1)
+    if not missed:
+        return None, last_id
+    if len(missed) > BACKFILL_LIMIT:
+        return await backfill_frame(slug, None)
+    return await render_frame(missed), missed[-1].id
+
+
+async def online_frame(slug: str) -> str:
+    users = await presence.online(store.redis(), slug)
+    return await render_template("rooms/_online.html", users=users, oob=True)
+
+
+async def announce(slug: str, user: str, verb: str) -> None:
+    """Tell the room (every worker) that `user` joined or left, with the new Online list."""
+    notice = await render_template("rooms/_notice.html", name=user.split("@", 1)[0], verb=verb)
+    frame = notice + await online_frame(slug)
+    await bus.bus().publish(room_channel(slug), "\n" + frame)
+
+
+async def announce_departures(app: Quart, slug: str, users: list[str]) -> None:
+    async with app.app_context():
+        for user in users:
+            await announce(slug, user, "left")
+
+
+def app_config(name: str) -> int:
+    return int(current_app.config[name])

@@ -1,0 +1,178 @@
+"""CHAT_* settings: defaults, parsing and validation with one clear line per bad value."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+
+class ConfigError(SystemExit):
+    """A bad setting. As a SystemExit it ends start-up with its one-line message, no traceback."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"Configuration error: CHAT_{setting}: {problem}")
+        self.setting = setting
+
+
+INT_SETTINGS: dict[str, int] = {
+    "WORKERS": 1,
+    "CODE_TTL_SECONDS": 600,
+    "CODE_MAX_ATTEMPTS": 5,
+    "CODE_RESEND_SECONDS": 60,
+    "CODE_SENDS_PER_EMAIL_PER_HOUR": 5,
+    "CODE_SENDS_PER_IP_PER_HOUR": 30,
+    "SIGNIN_FAILURES_BEFORE_LOCK": 100,
+    "SIGNIN_LOCK_SECONDS": 3600,
+    "SESSION_IDLE_SECONDS": 43200,
+    "SESSION_MAX_SECONDS": 2592000,
+    "WS_MESSAGES_PER_SECOND": 5,
+    "WS_BURST": 20,
+    "WS_MAX_SOCKETS_PER_SESSION": 20,
+    "WS_QUEUE_SIZE": 256,
+    "MAX_MESSAGE_CHARS": 4000,
+    "HISTORY_MAXLEN": 10000,
+    "SMTP_TIMEOUT_SECONDS": 10,
+}
+
+STR_SETTINGS: dict[str, str] = {
+    "ENV": "development",
+    "BIND": "127.0.0.1:8000",
+    "MAIL_FROM": "Chat <chat@localhost>",
+    "ALLOWED_ORIGINS": "",
+    "ALLOWED_EMAIL_DOMAINS": "",
+    "LOG_FORMAT": "text",
+}
+
+BOOL_SETTINGS: dict[str, bool] = {"COOKIE_SECURE": True}
+
+SMTP_SCHEMES = {"smtp": "plain", "smtp+starttls": "starttls", "smtps": "tls"}
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    hostname: str
+    port: int
+    username: str | None
+    password: str | None
+    security: Literal["plain", "starttls", "tls"]
+
+
+def apply_defaults(config: dict[str, Any]) -> None:
+    """Fill every unset CHAT_* setting with its default."""
+    for defaults in (INT_SETTINGS, STR_SETTINGS, BOOL_SETTINGS):
+        for key, value in defaults.items():
+            if config.get(key) is None:  # Quart's own defaults hold None for some (ENV)
+                config[key] = value
+    config.setdefault("REDIS_URL", None)
+    config.setdefault("SMTP_URL", None)
+
+
+def validate(config: dict[str, Any], instance_path: str) -> None:
+    """Check and normalise every setting in place; raise ConfigError on the first bad one."""
+    for key in INT_SETTINGS:
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(key, f"expected a whole number >= 1, got {value!r}")
+    for key in BOOL_SETTINGS:
+        config[key] = _parse_bool(key, config[key])
+    if config["ENV"] not in ("development", "production"):
+        raise ConfigError("ENV", f"expected 'development' or 'production', got {config['ENV']!r}")
+    if config["LOG_FORMAT"] not in ("text", "json"):
+        raise ConfigError("LOG_FORMAT", f"expected 'text' or 'json', got {config['LOG_FORMAT']!r}")
+    parse_bind(str(config["BIND"]))
+    config["ALLOWED_ORIGINS"] = _parse_list(config["ALLOWED_ORIGINS"])
+    for origin in config["ALLOWED_ORIGINS"]:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise ConfigError(
+                "ALLOWED_ORIGINS", f"{origin!r} is not an origin like https://chat.example.org"
+            )
+    config["ALLOWED_EMAIL_DOMAINS"] = [
+        d.lower() for d in _parse_list(config["ALLOWED_EMAIL_DOMAINS"])
+    ]
+    if config["REDIS_URL"] is not None:
+        _check_redis_url(str(config["REDIS_URL"]))
+    config["SMTP"] = parse_smtp_url(config["SMTP_URL"]) if config["SMTP_URL"] else None
+    if not config.get("SECRET_KEY"):
+        if config["ENV"] == "production":
+            raise ConfigError("SECRET_KEY", "is required when CHAT_ENV=production")
+        config["SECRET_KEY"] = development_secret(Path(instance_path))
+    elif len(str(config["SECRET_KEY"])) < 32:
+        raise ConfigError("SECRET_KEY", "must be at least 32 characters")
+
+
+def parse_bind(bind: str) -> tuple[str, int]:
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError("BIND", f"expected host:port such as 127.0.0.1:8000, got {bind!r}")
+    return host.strip("[]"), int(port)
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise ConfigError("SMTP_URL", f"cannot parse {url!r}: {error}") from None
+    security = SMTP_SCHEMES.get(parts.scheme)
+    if security is None:
+        raise ConfigError(
+            "SMTP_URL",
+            f"unknown scheme {parts.scheme!r}; use smtp://, smtp+starttls:// or smtps://",
+        )
+    if not parts.hostname:
+        raise ConfigError("SMTP_URL", f"no host in {url!r}")
+    default_port = {"plain": 25, "starttls": 587, "tls": 465}[security]
+    return SmtpTarget(
+        hostname=parts.hostname,
+        port=port or default_port,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        security=security,  # type: ignore[arg-type]
+    )
+
+
+def development_secret(instance: Path) -> str:
+    """A per-checkout secret kept in instance/; several workers starting at once share one."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _check_redis_url(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as error:
+        raise ConfigError("REDIS_URL", f"cannot parse {url!r}: {error}") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            "REDIS_URL", f"unknown scheme {parts.scheme!r}; use redis://, rediss:// or unix://"
+        )
+
+
+def _parse_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(key, f"expected true or false, got {value!r}")
+
+
+def _parse_list(value: Any) -> list[str]:
+    if isinstance(value, list):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [item.strip() for item in str(value or "").split(",") if item.strip()]

@@ -1,0 +1,17 @@
+"""Jinja filters and globals shared by the pages and the websocket fragments."""
+
+from __future__ import annotations
+
+import secrets
+
+from quart import Quart
+
+from chat.messages import author_tag
+from chat.text import initials, linkify
+
+
+def init_app(app: Quart) -> None:
+    app.jinja_env.filters["linkify"] = linkify
+    app.jinja_env.filters["initials"] = initials
+    app.jinja_env.filters["author_tag"] = author_tag
+    app.jinja_env.globals["new_client_id"] = lambda: secrets.token_urlsafe(12)

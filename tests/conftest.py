@@ -1,0 +1,117 @@
+"""Fixtures with real parts: a Redis server process, an SMTP server, the app."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from quart import Quart
+from quart.typing import TestClientProtocol as Client
+from redis import Redis
+
+from app import create_app
+from chat.embedded_redis import EmbeddedRedis
+from tests.support import Inbox, SmtpServer
+
+SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Redis-compatible server for the whole run (or CHAT_TEST_REDIS_URL)."""
+    if os.environ.get("CHAT_TEST_REDIS_URL"):
+        yield os.environ["CHAT_TEST_REDIS_URL"]
+        return
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), appendonly=False)
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The server, emptied before each test."""
+    with Redis.from_url(redis_server) as client:
+        client.flushdb()
+    return redis_server
+
+
+@pytest.fixture
+def redis_sync(redis_url: str) -> Iterator[Redis]:
+    with Redis.from_url(redis_url, decode_responses=True) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[SmtpServer]:
+    server = SmtpServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def inbox(smtp_server: SmtpServer) -> Inbox:
+    smtp_server.inbox.messages.clear()
+    return smtp_server.inbox
+
+
+@pytest.fixture
+def settings(redis_url: str, smtp_server: SmtpServer, tmp_path: Path) -> dict[str, Any]:
+    return {
+        "REDIS_URL": redis_url,
+        "SMTP_URL": smtp_server.url,
+        "SECRET_KEY": SECRET,
+        "COOKIE_SECURE": False,
+        "CODE_SENDS_PER_IP_PER_HOUR": 1000,
+        "CODE_SENDS_PER_EMAIL_PER_HOUR": 1000,
+        "CODE_RESEND_SECONDS": 1,
+    }
+
+
+@pytest.fixture
+async def make_app(settings: dict[str, Any]) -> AsyncIterator[Callable[..., Any]]:
+    """Start apps with the test settings plus overrides; all are shut down after the test."""
+    started: list[Any] = []
+
+    async def start(**overrides: Any) -> Quart:
+        app = create_app({**settings, **overrides})
+        context = app.test_app()
+        await context.__aenter__()
+        started.append(context)
+        return app
+
+    yield start
+    for context in reversed(started):
+        await context.__aexit__(None, None, None)
+
+
+@pytest.fixture
+async def app(make_app: Callable[..., Any]) -> Quart:
+    return await make_app()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def client(app: Quart) -> Client:
+    return app.test_client()
+
+
+async def sign_in(client: Client, inbox: Inbox, address: str) -> None:
+    """The whole flow, as a person would: ask for a code, read it from the email, enter it."""
+    before = len(inbox.to(address))
+    response = await client.post("/login", form={"email": address})
+    assert response.status_code == 200, await response.get_data(as_text=True)
+    code = await inbox.wait_for_code(address, after=before)
+    response = await client.post("/login/code", form={"email": address, "code": code})
+    assert response.status_code == 303, await response.get_data(as_text=True)
+    assert response.headers["Location"] == "/"
+
+
+def text_of(html: str) -> str:
+    """Visible text, roughly: tags dropped, whitespace folded."""
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+

@@ -1,0 +1,66 @@
+"""Real parts for tests: a Redis server process and an aiosmtpd SMTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import re
+import threading
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from chat.embedded_redis import free_port
+
+CODE_IN_SUBJECT = re.compile(r"^(\d{6}) is your sign-in code$")
+
+
+@dataclass
+class Inbox:
+    """What the SMTP server received, newest last."""
+
+    messages: list[EmailMessage] = field(default_factory=list)
+    condition: threading.Condition = field(default_factory=threading.Condition)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.condition:
+            self.messages.append(message)  # type: ignore[arg-type]
+            self.condition.notify_all()
+        return "250 OK"
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+    async def wait_for_code(self, address: str, after: int = 0, timeout: float = 10) -> str:
+        """The code from the (after+1)-th email to `address`."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            mails = self.to(address)
+            if len(mails) > after:
+                match = CODE_IN_SUBJECT.match(str(mails[after]["Subject"]))
+                assert match, mails[after]["Subject"]
+                return match.group(1)
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no email to {address} within {timeout} s")
+
+
+class SmtpServer:
+    def __init__(self) -> None:
+        self.inbox = Inbox()
+        self.port = free_port()
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()

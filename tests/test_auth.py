@@ -1,0 +1,184 @@
+"""Sign-in by emailed code, sign-out and session revocation, against real Redis and SMTP."""
+
+from __future__ import annotations
+
+import asyncio
+
+from quart.typing import TestClientProtocol as Client
+from redis import Redis
+
+from chat.embedded_redis import free_port
+from tests.conftest import sign_in, text_of
+from tests.support import Inbox
+
+
+async def test_login_page_has_email_form(client: Client) -> None:
+    response = await client.get("/login")
+    html = await response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert '<label for="email">Email</label>' in html
+    assert ">Send code</button>" in html
+
+
+async def test_signed_out_home_redirects_to_login(client: Client) -> None:
+    response = await client.get("/")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login"
+
+
+async def test_full_sign_in_lands_on_rooms(client: Client, inbox: Inbox) -> None:
+    response = await client.post(
+        "/login", form={"email": "Ada@Example.org"}, headers={"HX-Request": "true"}
+    )
+    html = await response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert '<label for="code">Code</label>' in html and ">Sign in</button>" in html
+    assert "<html" not in html  # a fragment for htmx
+    mail = inbox.to("ada@example.org")[-1]
+    code = await inbox.wait_for_code("ada@example.org")
+    assert mail.get_body(preferencelist=("plain",)).get_content().count(code) == 1
+    assert mail.get_body(preferencelist=("html",)) is not None
+    assert "10 minutes" in mail.get_body(preferencelist=("plain",)).get_content()
+
+    response = await client.post(
+        "/login/code",
+        form={"email": "ada@example.org", "code": code},
+        headers={"HX-Request": "true"},
+    )
+    assert response.headers["HX-Redirect"] == "/"
+    home = await client.get("/")
+    page = await home.get_data(as_text=True)
+    assert home.status_code == 200
+    assert "ada" in text_of(page) and ">Sign out</button>" in page
+
+
+async def test_plain_form_post_without_javascript(client: Client, inbox: Inbox) -> None:
+    response = await client.post("/login", form={"email": "nojs@example.org"})
+    page = await response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "<html" in page and '<label for="code">Code</label>' in page
+    code = await inbox.wait_for_code("nojs@example.org")
+    response = await client.post("/login/code", form={"email": "nojs@example.org", "code": code})
+    assert response.status_code == 303 and response.headers["Location"] == "/"
+    assert (await client.get("/")).status_code == 200
+
+
+async def test_wrong_code_keeps_form_with_message(client: Client, inbox: Inbox) -> None:
+    await client.post("/login", form={"email": "bob@example.org"})
+    code = await inbox.wait_for_code("bob@example.org")
+    wrong = "000000" if code != "000000" else "111111"
+    response = await client.post("/login/code", form={"email": "bob@example.org", "code": wrong})
+    html = await response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "That code is not right" in html and '<label for="code">Code</label>' in html
+    assert (await client.get("/")).status_code == 302  # still signed out
+
+
+async def test_code_is_single_use(client: Client, inbox: Inbox, app) -> None:  # type: ignore[no-untyped-def]
+    await client.post("/login", form={"email": "once@example.org"})
+    code = await inbox.wait_for_code("once@example.org")
+    first = await client.post("/login/code", form={"email": "once@example.org", "code": code})
+    assert first.status_code == 303
+    other = app.test_client()
+    again = await other.post("/login/code", form={"email": "once@example.org", "code": code})
+    assert again.status_code == 400
+    assert "expired or was used up" in await again.get_data(as_text=True)
+
+
+async def test_sixth_wrong_try_kills_the_code(client: Client, inbox: Inbox) -> None:
+    await client.post("/login", form={"email": "eve@example.org"})
+    code = await inbox.wait_for_code("eve@example.org")
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(5):
+        response = await client.post(
+            "/login/code", form={"email": "eve@example.org", "code": wrong}
+        )
+        assert "not right" in await response.get_data(as_text=True)
+    response = await client.post("/login/code", form={"email": "eve@example.org", "code": code})
+    assert response.status_code == 400
+    assert "expired or was used up" in await response.get_data(as_text=True)
+
+
+async def test_expired_code_is_refused(make_app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+    app = await make_app(CODE_TTL_SECONDS=1)
+    client = app.test_client()
+    await client.post("/login", form={"email": "late@example.org"})
+    code = await inbox.wait_for_code("late@example.org")
+    await asyncio.sleep(1.6)
+    response = await client.post("/login/code", form={"email": "late@example.org", "code": code})
+    assert response.status_code == 400
+    assert "expired" in await response.get_data(as_text=True)
+
+
+async def test_new_code_voids_previous(client: Client, inbox: Inbox) -> None:
+    await client.post("/login", form={"email": "twice@example.org"})
+    first = await inbox.wait_for_code("twice@example.org")
+    await asyncio.sleep(1.1)  # CODE_RESEND_SECONDS=1 in tests
+    await client.post("/login", form={"email": "twice@example.org"})
+    second = await inbox.wait_for_code("twice@example.org", after=1)
+    if first != second:
+        old = await client.post("/login/code", form={"email": "twice@example.org", "code": first})
+        assert old.status_code == 400
+    new = await client.post("/login/code", form={"email": "twice@example.org", "code": second})
+    assert new.status_code == 303
+
+
+async def test_code_only_stored_as_hmac(client: Client, inbox: Inbox, redis_sync: Redis) -> None:
+    await client.post("/login", form={"email": "scan@example.org"})
+    code = await inbox.wait_for_code("scan@example.org")
+    for key in redis_sync.keys("*"):
+        dump = repr(redis_sync.dump(key))
+        assert code not in key and code not in dump
+        assert "scan@example.org" not in key
+
+
+async def test_sign_out_revokes_session_for_replayed_cookie(client: Client, inbox: Inbox) -> None:
+    await sign_in(client, inbox, "carol@example.org")
+    cookies = [(c.name, c.value) for c in client.cookie_jar]  # type: ignore[union-attr]
+    response = await client.post("/logout")
+    assert response.status_code == 303 and response.headers["Location"] == "/login"
+    assert (await client.get("/")).status_code == 302
+    for name, value in cookies:  # an attacker who kept the cookie
+        client.set_cookie("localhost", name, value)
+    replay = await client.get("/")
+    assert replay.status_code == 302 and replay.headers["Location"] == "/login"
+
+
+async def test_get_logout_does_nothing(client: Client, inbox: Inbox) -> None:
+    await sign_in(client, inbox, "dave@example.org")
+    assert (await client.get("/logout")).status_code == 405
+    assert (await client.get("/")).status_code == 200
+
+
+async def test_invalid_email_is_refused_and_nothing_sent(client: Client, inbox: Inbox) -> None:
+    for bad in ["not-an-email", "a@b.c\r\nBcc: x@y.org", ""]:
+        response = await client.post("/login", form={"email": bad})
+        assert response.status_code == 400
+        assert "Enter a valid email address" in await response.get_data(as_text=True)
+    assert inbox.messages == []
+
+
+async def test_smtp_down_shows_clear_error_and_allows_retry(make_app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+    app = await make_app(SMTP_URL=f"smtp://127.0.0.1:{free_port()}", SMTP_TIMEOUT_SECONDS=2)
+    client = app.test_client()
+    response = await client.post(
+        "/login", form={"email": "down@example.org"}, headers={"HX-Request": "true"}
+    )
+    assert response.status_code == 503
+    assert "We couldn&#39;t send the code, try again in a minute" in await response.get_data(
+        as_text=True
+    )
+    again = await client.post("/login", form={"email": "down@example.org"})
+    assert again.status_code == 503  # not throttled: the failed send did not count as a resend
+
+
+async def test_cross_site_post_is_refused(client: Client, inbox: Inbox) -> None:
+    response = await client.post(
+        "/login", form={"email": "csrf@example.org"}, headers={"Origin": "https://evil.example"}
+    )
+    assert response.status_code == 403
+    response = await client.post(
+        "/login", form={"email": "csrf@example.org"}, headers={"Sec-Fetch-Site": "cross-site"}
+    )
+    assert response.status_code == 403
+    assert inbox.messages == []
