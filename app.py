@@ -19,9 +19,14 @@ from chat.settings import ConfigError, apply_defaults, validate
 ROOT = Path(__file__).resolve().parent
 
 
+def instance_dir() -> Path:
+    """Where development data lives: the secret key and the embedded Redis files."""
+    return Path(os.environ.get("CHAT_INSTANCE_PATH") or ROOT / "instance")
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the app from CHAT_* environment variables, then `config` on top (tests)."""
-    app = Quart(__name__, instance_path=str(ROOT / "instance"))
+    app = Quart(__name__, instance_path=str(instance_dir()))
     app.config.from_prefixed_env("CHAT")
     if config:
         app.config.update(config)
@@ -79,12 +84,12 @@ def main() -> None:
             raise
     embedded = None
     if not os.environ.get("CHAT_REDIS_URL"):
-        embedded = EmbeddedRedis(ROOT / "instance" / "redis")
+        embedded = EmbeddedRedis(instance_dir() / "redis")
         try:
             os.environ["CHAT_REDIS_URL"] = embedded.start()
         except EmbeddedRedisError as error:
             sys.exit(f"Cannot start the embedded Redis server: {error}")
-        print(f"Embedded Redis on {os.environ['CHAT_REDIS_URL']} (data in instance/redis)")
+        print(f"Embedded Redis on {os.environ['CHAT_REDIS_URL']} (data in {embedded.data_dir})")
     create_app()  # now fully configured: fail here, not in every worker
 
     hypercorn = Config.from_toml(str(ROOT / "hypercorn.toml"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -61,6 +62,7 @@ class RoomSocket:
         self.tokens = self.burst
         self.refilled = time.monotonic()
         self.max_chars = int(config["MAX_MESSAGE_CHARS"])
+        self.handler: asyncio.Task[object] | None = None
 
     async def run(self) -> None:
         bus = bus_module.bus()
@@ -69,7 +71,9 @@ class RoomSocket:
             await websocket.accept()
             await self.send_backfill()
             await self.join()
+            self.handler = asyncio.current_task()
             forwarding = asyncio.create_task(self.forward(subscription))
+            subscription.on_overflow = forwarding.cancel
             try:
                 await self.receive()
             finally:
@@ -95,6 +99,8 @@ class RoomSocket:
     async def leave(self) -> None:
         local: presence.LocalSockets = current_app.extensions["presence"]
         local.remove(self.slug, self.socket_id)
+        if "redis" not in current_app.extensions:
+            return  # shutting down: the presence entry expires by itself
         try:
             if await presence.leave(store.redis(), self.slug, self.session.email, self.socket_id):
                 await live_room.announce(self.slug, self.session.email, "left")
@@ -102,23 +108,41 @@ class RoomSocket:
             log.warning("presence not updated on leave (room %s): %s", self.slug, error)
 
     async def forward(self, subscription: Subscription) -> None:
+        try:
+            await self.forward_items(subscription)
+        except asyncio.CancelledError:
+            if not subscription.overflowed:
+                raise
+            await self.close_slow_socket()
+
+    async def forward_items(self, subscription: Subscription) -> None:
         async for item in subscription:
             if item is Signal.OVERFLOW:
-                log.warning("closing a socket that fell behind (room %s)", self.slug)
-                await websocket.close(CLOSE_TRY_AGAIN, "too far behind; reconnect")
+                await self.close_slow_socket()
                 return
             if item is Signal.GAP:
                 await self.send_backfill()
                 continue
             key, _, frame = item.partition("\n")
             if key == "revoke":
-                await websocket.close(CLOSE_POLICY, "signed out")
+                await self.close(CLOSE_POLICY, "signed out")
                 return
             if key:
                 if self.last_id is not None and history.id_key(key) <= history.id_key(self.last_id):
                     continue  # already sent in the backfill
                 self.last_id = key
             await websocket.send(frame)
+
+    async def close_slow_socket(self) -> None:
+        log.warning("closing a socket that fell behind (room %s)", self.slug)
+        await self.close(CLOSE_TRY_AGAIN, "too far behind; reconnect")
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with `code` and end the handler (a peer that stopped reading may never answer)."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(websocket.close(code, reason), timeout=2)
+        if self.handler is not None:
+            self.handler.cancel()
 
     async def receive(self) -> None:
         while True:

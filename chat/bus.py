@@ -16,7 +16,7 @@ import contextlib
 import enum
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from quart import Quart, current_app
@@ -43,6 +43,8 @@ class Subscription:
         self.channels = channels
         self.queue: asyncio.Queue[str | Signal] = asyncio.Queue(maxsize)
         self.overflowed = False
+        # Called on overflow: cancels a consumer stuck writing to a peer that stopped reading.
+        self.on_overflow: Callable[[], object] | None = None
 
     def deliver(self, item: str | Signal) -> None:
         if self.overflowed:
@@ -55,6 +57,8 @@ class Subscription:
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.queue.put_nowait(Signal.OVERFLOW)
+            if self.on_overflow is not None:
+                self.on_overflow()
 
     def __aiter__(self) -> AsyncIterator[str | Signal]:
         return self

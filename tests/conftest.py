@@ -114,4 +114,3 @@ async def sign_in(client: Client, inbox: Inbox, address: str) -> None:
 def text_of(html: str) -> str:
     """Visible text, roughly: tags dropped, whitespace folded."""
     return " ".join(re.sub(r"<[^>]+>", " ", html).split())
-

@@ -1,0 +1,87 @@
+"""The app as a real server process (hypercorn, the production entry) for browser and fault tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from chat.embedded_redis import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class AppServer:
+    """`hypercorn --config hypercorn.toml "app:create_app()"` on a free port."""
+
+    def __init__(
+        self, settings: dict[str, Any], workers: int = 1, log_path: Path | None = None
+    ) -> None:
+        self.port = free_port()
+        self.settings = settings
+        self.workers = workers
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+        env.update(
+            {
+                f"CHAT_{k}": str(v).lower() if isinstance(v, bool) else str(v)
+                for k, v in self.settings.items()
+            }
+        )
+        log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        self._log = log
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "hypercorn",
+                "--config",
+                "hypercorn.toml",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
+                "app:create_app()",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"app server exited with {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"app server not healthy within {timeout} s")
+
+    def stop(self, timeout: float = 15) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.log_path:
+            self._log.close()  # type: ignore[union-attr]
+        return self.process.returncode
