@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 from quart.typing import TestClientProtocol as Client
 from redis import Redis
@@ -182,3 +183,117 @@ async def test_cross_site_post_is_refused(client: Client, inbox: Inbox) -> None:
     )
     assert response.status_code == 403
     assert inbox.messages == []
+
+
+async def test_two_concurrent_verifies_of_one_code_exactly_one_wins(app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+    first, second = app.test_client(), app.test_client()
+    await first.post("/login", form={"email": "race@example.org"})
+    code = await inbox.wait_for_code("race@example.org")
+    form = {"email": "race@example.org", "code": code}
+    results = await asyncio.gather(*(c.post("/login/code", form=form) for c in (first, second)))
+    assert sorted(r.status_code for r in results) == [303, 400]
+
+
+async def test_code_is_bound_to_its_email(client: Client, inbox: Inbox) -> None:
+    await client.post("/login", form={"email": "owner@example.org"})
+    code = await inbox.wait_for_code("owner@example.org")
+    response = await client.post("/login/code", form={"email": "thief@example.org", "code": code})
+    assert response.status_code == 400
+    assert (await client.get("/")).status_code == 302
+
+
+async def test_resend_is_throttled_with_retry_time_and_nothing_sent(make_app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+    app = await make_app(CODE_RESEND_SECONDS=60)
+    client = app.test_client()
+    assert (await client.post("/login", form={"email": "again@example.org"})).status_code == 200
+    response = await client.post("/login", form={"email": "again@example.org"})
+    assert response.status_code == 429
+    assert re.search(r"Try again in (59|60) seconds", await response.get_data(as_text=True))
+    assert len(inbox.to("again@example.org")) == 1
+
+
+async def test_hourly_cap_per_ip(make_app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+    app = await make_app(CODE_SENDS_PER_IP_PER_HOUR=2)
+    client = app.test_client()
+    for n in range(2):
+        assert (await client.post("/login", form={"email": f"ip{n}@example.org"})).status_code == 200
+    response = await client.post("/login", form={"email": "ip2@example.org"})
+    assert response.status_code == 429 and "minutes" in await response.get_data(as_text=True)
+    assert inbox.to("ip2@example.org") == []
+
+
+async def test_email_locked_after_consecutive_failures(make_app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+    app = await make_app(SIGNIN_FAILURES_BEFORE_LOCK=3, CODE_MAX_ATTEMPTS=10)
+    client = app.test_client()
+    await client.post("/login", form={"email": "locked@example.org"})
+    code = await inbox.wait_for_code("locked@example.org")
+    wrong = "000000" if code != "000000" else "111111"
+    for _ in range(3):
+        await client.post("/login/code", form={"email": "locked@example.org", "code": wrong})
+    response = await client.post("/login/code", form={"email": "locked@example.org", "code": code})
+    assert response.status_code == 400
+    assert "Too many wrong codes" in await response.get_data(as_text=True)
+
+
+async def test_allowed_email_domains(make_app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+    app = await make_app(ALLOWED_EMAIL_DOMAINS="example.org")
+    client = app.test_client()
+    response = await client.post("/login", form={"email": "x@elsewhere.net"})
+    assert response.status_code == 400 and "only accepts addresses from: example.org" in await response.get_data(as_text=True)
+    assert inbox.messages == []
+
+
+async def test_idle_and_absolute_session_expiry(make_app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+    idle = await make_app(SESSION_IDLE_SECONDS=1)
+    client = idle.test_client()
+    await sign_in(client, inbox, "idle@example.org")
+    assert (await client.get("/")).status_code == 200
+    await asyncio.sleep(1.5)
+    assert (await client.get("/")).status_code == 302
+    absolute = await make_app(SESSION_MAX_SECONDS=1, SESSION_IDLE_SECONDS=3600)
+    client = absolute.test_client()
+    await sign_in(client, inbox, "old@example.org")
+    await asyncio.sleep(0.6)
+    assert (await client.get("/")).status_code == 200  # in use, but...
+    await asyncio.sleep(0.6)
+    assert (await client.get("/")).status_code == 302  # ...too old
+
+
+async def test_session_cookie_flags_when_secure(make_app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+    app = await make_app(COOKIE_SECURE=True)
+    client = app.test_client()
+    await client.post("/login", form={"email": "secure@example.org"}, scheme="https")
+    code = await inbox.wait_for_code("secure@example.org")
+    response = await client.post(
+        "/login/code", form={"email": "secure@example.org", "code": code}, scheme="https"
+    )
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-chat_session=")
+    for flag in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
+        assert flag in cookie
+    assert "Domain" not in cookie
+
+
+async def test_session_id_is_random_and_rotated(client: Client, inbox: Inbox, redis_sync: Redis) -> None:
+    await sign_in(client, inbox, "rotate@example.org")
+    first = set(redis_sync.keys("session:*"))
+    await client.post("/logout")
+    await asyncio.sleep(1.1)  # CODE_RESEND_SECONDS=1 in tests
+    await sign_in(client, inbox, "rotate@example.org")
+    second = set(redis_sync.keys("session:*"))
+    assert len(first) == 1 and len(second) == 1 and first != second
+    session_id = next(iter(second)).split(":", 1)[1]
+    assert len(session_id) >= 32 and "rotate" not in session_id
+
+
+async def test_security_headers_and_body_limit(client: Client) -> None:
+    response = await client.get("/login")
+    csp = response.headers["Content-Security-Policy"]
+    for part in ("script-src 'self'", "style-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"):
+        assert part in csp
+    assert "unsafe-inline" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
+    assert response.headers["Cache-Control"] == "no-store"
+    too_big = await client.post("/login", form={"email": "a" * 70000 + "@example.org"})
+    assert too_big.status_code == 413
