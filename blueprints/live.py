@@ -14,7 +14,7 @@ from typing import Any
 from quart import Blueprint, abort, current_app, render_template, websocket
 
 from chat import bus as bus_module
-from chat import history, live_room, presence, rooms, security, store
+from chat import history, live_room, presence, rooms, security, sessions, store
 from chat.bus import Signal, Subscription
 from chat.messages import post_message, room_channel
 from chat.sessions import Session, current_session, session_channel
@@ -63,8 +63,22 @@ class RoomSocket:
         self.refilled = time.monotonic()
         self.max_chars = int(config["MAX_MESSAGE_CHARS"])
         self.handler: asyncio.Task[object] | None = None
+        self.throttled = 0  # messages refused in a row by the rate limit
 
     async def run(self) -> None:
+        cap = int(current_app.config["WS_MAX_SOCKETS_PER_SESSION"])
+        if not await sessions.claim_socket(
+            store.redis(), self.session.id, self.socket_id, cap, presence.TTL_SECONDS
+        ):
+            await websocket.accept()
+            await self.send_error(
+                f"Too many open tabs: at most {cap} per sign-in. Close some and reload."
+            )
+            await websocket.close(CLOSE_POLICY, "too many sockets for this session")
+            return
+        await self.serve()  # leave() gives the socket back; if never reached, it expires
+
+    async def serve(self) -> None:
         bus = bus_module.bus()
         channels = (room_channel(self.slug), session_channel(self.session.id))
         async with bus.subscribe(*channels) as subscription:
@@ -90,7 +104,7 @@ class RoomSocket:
 
     async def join(self) -> None:
         local: presence.LocalSockets = current_app.extensions["presence"]
-        local.add(self.slug, self.socket_id, self.session.email)
+        local.add(self.slug, self.socket_id, self.session.email, self.session.id)
         if await presence.join(store.redis(), self.slug, self.session.email, self.socket_id):
             await live_room.announce(self.slug, self.session.email, "joined")
         else:
@@ -102,6 +116,7 @@ class RoomSocket:
         if "redis" not in current_app.extensions:
             return  # shutting down: the presence entry expires by itself
         try:
+            await sessions.release_socket(store.redis(), self.session.id, self.socket_id)
             if await presence.leave(store.redis(), self.slug, self.session.email, self.socket_id):
                 await live_room.announce(self.slug, self.session.email, "left")
         except store.REDIS_DOWN as error:
@@ -181,8 +196,13 @@ class RoomSocket:
             )
             return
         if not self.take_token():
+            self.throttled += 1
+            if self.throttled > self.burst:
+                await self.close(CLOSE_POLICY, "sending too fast")
+                return
             await self.send_error("Slow down: you are sending messages too fast.")
             return
+        self.throttled = 0
         try:
             await post_message(self.slug, self.session, body, client_id)
         except store.REDIS_DOWN as error:

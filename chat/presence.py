@@ -90,10 +90,10 @@ class LocalSockets:
     """This worker's open sockets, so it can refresh their expiry and sweep crashed peers."""
 
     def __init__(self) -> None:
-        self.by_room: dict[str, dict[str, str]] = {}  # slug -> socket id -> user
+        self.by_room: dict[str, dict[str, tuple[str, str]]] = {}  # slug -> socket -> user, session
 
-    def add(self, slug: str, socket_id: str, user: str) -> None:
-        self.by_room.setdefault(slug, {})[socket_id] = user
+    def add(self, slug: str, socket_id: str, user: str, session_id: str) -> None:
+        self.by_room.setdefault(slug, {})[socket_id] = (user, session_id)
 
     def remove(self, slug: str, socket_id: str) -> None:
         sockets = self.by_room.get(slug, {})
@@ -105,9 +105,12 @@ class LocalSockets:
         expires = time.time() + TTL_SECONDS
         async with redis.pipeline(transaction=False) as pipe:
             for slug, sockets in self.by_room.items():
-                members = {f"{user}{SEP}{sid}": expires for sid, user in sockets.items()}
+                members = {f"{user}{SEP}{sid}": expires for sid, (user, _) in sockets.items()}
                 if members:
                     pipe.zadd(_keys(slug)[1], members, xx=True)
+                for sid, (_, session_id) in sockets.items():
+                    pipe.zadd(f"session-sockets:{session_id}", {sid: expires}, xx=True)
+                    pipe.expire(f"session-sockets:{session_id}", TTL_SECONDS * 2)
             await pipe.execute()
 
 

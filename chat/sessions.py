@@ -62,6 +62,28 @@ async def revoke(redis: Redis, session_id: str) -> None:
     await redis.publish(session_channel(session_id), "revoke\n")
 
 
+# Open sockets per session across all workers; entries expire unless their worker refreshes
+# them (chat/presence.py heartbeat), so a crashed worker does not use up the allowance.
+# KEYS: the session's socket set. ARGV: now, socket id, expiry, cap. Returns 1 if claimed.
+_CLAIM_SOCKET = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('EXPIRE', KEYS[1], 120)
+return 1
+"""
+
+
+async def claim_socket(redis: Redis, session_id: str, socket_id: str, cap: int, ttl: int) -> bool:
+    now = time.time()
+    key = f"session-sockets:{session_id}"
+    return bool(await redis.eval(_CLAIM_SOCKET, 1, key, now, socket_id, now + ttl, cap))
+
+
+async def release_socket(redis: Redis, session_id: str, socket_id: str) -> None:
+    await redis.zrem(f"session-sockets:{session_id}", socket_id)
+
+
 class ChatUser(AuthUser):
     """quart-auth user whose auth id is a session id checked against Redis on each request."""
 

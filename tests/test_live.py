@@ -284,3 +284,44 @@ async def test_history_paging(app: Quart, inbox: Inbox, redis_sync: Redis) -> No
     older = await (await alice.get(older_url.replace("&amp;", "&"))).get_data(as_text=True)
     assert re.findall(r"old (\d+)<", older) == [str(n) for n in range(10)]
     assert "This is the beginning of the room." in older
+
+
+async def test_sockets_per_session_are_capped(make_app: Any, inbox: Inbox) -> None:
+    app = await make_app(WS_MAX_SOCKETS_PER_SESSION=2)
+    alice = await signed_in_client(app, inbox, "alice@example.org")
+    async with (
+        alice.websocket("/rooms/general/ws") as one,
+        alice.websocket("/rooms/general/ws") as two,
+    ):
+        await receive_until(one, 'id="online"')
+        await receive_until(two, 'id="online"')
+        async with alice.websocket("/rooms/general/ws") as three:
+            frames = []
+            with pytest.raises(WebsocketDisconnectError) as closed:
+                async with asyncio.timeout(5):
+                    while True:
+                        frames.append(await three.receive())
+            assert closed.value.args[0] == 1008
+            assert "Too many open tabs" in "".join(frames)
+    async with alice.websocket("/rooms/general/ws") as again:  # the allowance came back
+        await receive_until(again, 'id="online"')
+
+
+async def test_rate_limit_notice_then_close_on_persistent_abuse(
+    make_app: Any, inbox: Inbox, redis_sync: Redis
+) -> None:
+    app = await make_app(WS_MESSAGES_PER_SECOND=1, WS_BURST=3)
+    alice = await signed_in_client(app, inbox, "alice@example.org")
+    async with alice.websocket("/rooms/general/ws") as a:
+        for n in range(4):
+            await send(a, f"burst {n}", client_id=f"burst-msg-{n:03d}")
+        await receive_until(a, "Slow down: you are sending messages too fast.")
+        for n in range(4, 12):
+            await send(a, f"burst {n}", client_id=f"burst-msg-{n:03d}")
+        with pytest.raises(WebsocketDisconnectError) as closed:
+            async with asyncio.timeout(5):
+                while True:
+                    await a.receive()
+        assert closed.value.args[0] == 1008
+    stored = [f["body"] for _, f in redis_sync.xrange("stream:general")]
+    assert stored[:3] == ["burst 0", "burst 1", "burst 2"] and len(stored) <= 4
