@@ -1,0 +1,97 @@
+"""Redis going away and coming back: honest errors while down, healing without a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from quart import Quart
+
+from chat.embedded_redis import EmbeddedRedis
+from tests.conftest import SECRET, sign_in
+from tests.support import Inbox, SmtpServer
+from tests.test_live import receive_until, send
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis server this test may stop and start (same port, AOF on)."""
+    server = EmbeddedRedis(tmp_path / "redis", appendonly=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def faulty_app(own_redis: EmbeddedRedis, smtp_server: SmtpServer) -> Any:
+    from app import create_app
+
+    app = create_app(
+        {
+            "REDIS_URL": own_redis.url,
+            "SMTP_URL": smtp_server.url,
+            "SECRET_KEY": SECRET,
+            "COOKIE_SECURE": False,
+            "CODE_SENDS_PER_IP_PER_HOUR": 1000,
+        }
+    )
+    async with app.test_app():
+        yield app
+
+
+async def wait_ready(client: Any, timeout: float = 15) -> None:
+    async with asyncio.timeout(timeout):
+        while (await client.get("/readyz")).status_code != 200:
+            await asyncio.sleep(0.1)
+
+
+async def test_redis_restart_mid_chat(
+    faulty_app: Quart, own_redis: EmbeddedRedis, inbox: Inbox
+) -> None:
+    alice, bob = faulty_app.test_client(), faulty_app.test_client()
+    await sign_in(alice, inbox, "alice@example.org")
+    await sign_in(bob, inbox, "bob@example.org")
+    async with alice.websocket("/rooms/general/ws") as a, bob.websocket("/rooms/general/ws") as b:
+        await receive_until(b, "alice joined")
+        await send(a, "before the outage", client_id="outage-msg-1")
+        await receive_until(b, "before the outage")
+
+        await asyncio.to_thread(own_redis.stop)
+        page = await alice.get("/")
+        assert page.status_code == 503
+        assert "cannot reach its database" in await page.get_data(as_text=True)
+        assert (await alice.get("/healthz")).status_code == 503
+        assert (await alice.get("/readyz")).status_code == 503
+        await send(a, "during the outage", client_id="outage-msg-2")
+        frames = await receive_until(a, "Not delivered")
+        assert "Your text is kept" in frames[-1]
+
+        await asyncio.to_thread(own_redis.start)
+        await wait_ready(alice)
+        assert (await alice.get("/")).status_code == 200  # healed, no restart
+        await send(a, "after the outage", client_id="outage-msg-3")
+        frames = await receive_until(b, "after the outage", timeout=10)
+        delivered = "".join(frames)
+        assert "during the outage" not in delivered  # never stored, never shown
+        assert delivered.count("after the outage") == 1
+
+
+async def test_sign_in_fails_closed_while_redis_is_down(
+    faulty_app: Quart, own_redis: EmbeddedRedis, inbox: Inbox
+) -> None:
+    client = faulty_app.test_client()
+    await client.post("/login", form={"email": "down@example.org"})
+    code = await inbox.wait_for_code("down@example.org")
+    await asyncio.to_thread(own_redis.stop)
+    response = await client.post("/login/code", form={"email": "down@example.org", "code": code})
+    assert response.status_code == 503
+    assert "cannot reach its database" in await response.get_data(as_text=True)
+    await asyncio.to_thread(own_redis.start)
+    await wait_ready(client)
+    response = await client.post("/login/code", form={"email": "down@example.org", "code": code})
+    assert response.status_code == 303  # the code survived (AOF) and still works once
