@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from quart import Quart, current_app, render_template
+from quart import Quart, render_template
 
 from chat import bus, history, presence, store
 from chat.messages import render_frame, room_channel
@@ -49,7 +49,3 @@ async def announce_departures(app: Quart, slug: str, users: list[str]) -> None:
     async with app.app_context():
         for user in users:
             await announce(slug, user, "left")
-
-
-def app_config(name: str) -> int:
-    return int(current_app.config[name])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from quart import Quart, current_app
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -38,7 +36,3 @@ def redis(app: Quart | None = None) -> Redis:
 
 def secret(app: Quart | None = None) -> bytes:
     return str((app or current_app).config["SECRET_KEY"]).encode()
-
-
-def config(name: str) -> Any:
-    return current_app.config[name]
