@@ -55,6 +55,11 @@ def author_tag(email: str) -> str:
     return hashlib.blake2b(email.encode(), key=key, digest_size=8).hexdigest()
 
 
+def author_hue(email: str) -> int:
+    """One of eight avatar colours, stable per author and the same for every viewer."""
+    return int(author_tag(email)[:2], 16) % 8
+
+
 async def render_frame(messages: list[history.Message]) -> str:
     """The websocket frame that upserts these messages into #messages (by id, in order)."""
     return await render_template("rooms/_messages_frame.html", messages=messages)

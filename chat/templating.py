@@ -6,7 +6,7 @@ import secrets
 
 from quart import Quart
 
-from chat.messages import author_tag
+from chat.messages import author_hue, author_tag
 from chat.text import initials, linkify
 
 
@@ -14,4 +14,5 @@ def init_app(app: Quart) -> None:
     app.jinja_env.filters["linkify"] = linkify
     app.jinja_env.filters["initials"] = initials
     app.jinja_env.filters["author_tag"] = author_tag
+    app.jinja_env.filters["author_hue"] = author_hue
     app.jinja_env.globals["new_client_id"] = lambda: secrets.token_urlsafe(12)

@@ -40,25 +40,28 @@ class AppServer:
             }
         )
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
-        self._log = log
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hypercorn",
-                "--config",
-                "hypercorn.toml",
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(self.workers),
-                "app:create_app()",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        try:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hypercorn",
+                    "--config",
+                    "hypercorn.toml",
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "--workers",
+                    str(self.workers),
+                    "app:create_app()",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()  # the child has its own copy
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -82,6 +85,4 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.log_path:
-            self._log.close()  # type: ignore[union-attr]
         return self.process.returncode

@@ -216,7 +216,9 @@ async def test_hourly_cap_per_ip(make_app, inbox: Inbox) -> None:  # type: ignor
     app = await make_app(CODE_SENDS_PER_IP_PER_HOUR=2)
     client = app.test_client()
     for n in range(2):
-        assert (await client.post("/login", form={"email": f"ip{n}@example.org"})).status_code == 200
+        assert (
+            await client.post("/login", form={"email": f"ip{n}@example.org"})
+        ).status_code == 200
     response = await client.post("/login", form={"email": "ip2@example.org"})
     assert response.status_code == 429 and "minutes" in await response.get_data(as_text=True)
     assert inbox.to("ip2@example.org") == []
@@ -239,7 +241,10 @@ async def test_allowed_email_domains(make_app, inbox: Inbox) -> None:  # type: i
     app = await make_app(ALLOWED_EMAIL_DOMAINS="example.org")
     client = app.test_client()
     response = await client.post("/login", form={"email": "x@elsewhere.net"})
-    assert response.status_code == 400 and "only accepts addresses from: example.org" in await response.get_data(as_text=True)
+    assert (
+        response.status_code == 400
+        and "only accepts addresses from: example.org" in await response.get_data(as_text=True)
+    )
     assert inbox.messages == []
 
 
@@ -274,7 +279,9 @@ async def test_session_cookie_flags_when_secure(make_app, inbox: Inbox) -> None:
     assert "Domain" not in cookie
 
 
-async def test_session_id_is_random_and_rotated(client: Client, inbox: Inbox, redis_sync: Redis) -> None:
+async def test_session_id_is_random_and_rotated(
+    client: Client, inbox: Inbox, redis_sync: Redis
+) -> None:
     await sign_in(client, inbox, "rotate@example.org")
     first = set(redis_sync.keys("session:*"))
     await client.post("/logout")
@@ -289,7 +296,13 @@ async def test_session_id_is_random_and_rotated(client: Client, inbox: Inbox, re
 async def test_security_headers_and_body_limit(client: Client) -> None:
     response = await client.get("/login")
     csp = response.headers["Content-Security-Policy"]
-    for part in ("script-src 'self'", "style-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"):
+    for part in (
+        "script-src 'self'",
+        "style-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ):
         assert part in csp
     assert "unsafe-inline" not in csp
     assert response.headers["X-Content-Type-Options"] == "nosniff"
