@@ -163,7 +163,7 @@ class RoomSocket:
         while True:
             raise_if_cancelled()
             raw = await websocket.receive()
-            if isinstance(raw, bytes):
+            if not isinstance(raw, str):  # bytes, or None for an empty binary frame (Quart)
                 await websocket.close(CLOSE_UNSUPPORTED, "text frames only")
                 return
             if len(raw) > MAX_FRAME_BYTES:

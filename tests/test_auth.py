@@ -310,3 +310,22 @@ async def test_security_headers_and_body_limit(client: Client) -> None:
     assert response.headers["Cache-Control"] == "no-store"
     too_big = await client.post("/login", form={"email": "a" * 70000 + "@example.org"})
     assert too_big.status_code == 413
+
+
+async def test_same_answer_for_known_and_unknown_addresses(client: Client, inbox: Inbox) -> None:
+    """No account enumeration: there are no accounts to look up, and the answers match."""
+    await sign_in(client, inbox, "known@example.org")
+    await client.post("/logout")
+    await asyncio.sleep(1.1)  # CODE_RESEND_SECONDS=1 in tests
+    answers = []
+    for address in ("known@example.org", "never-seen@example.org"):
+        response = await client.post(
+            "/login", form={"email": address}, headers={"HX-Request": "true"}
+        )
+        answers.append(
+            (
+                response.status_code,
+                (await response.get_data(as_text=True)).replace(address, "ADDRESS"),
+            )
+        )
+    assert answers[0] == answers[1]

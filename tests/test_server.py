@@ -240,3 +240,29 @@ async def test_client_that_stops_reading_is_dropped_and_others_keep_up(
         assert "closing a socket that fell behind" in server.log_path.read_text()  # type: ignore[union-attr]
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_oversized_frame_is_refused_by_the_server_with_1009(
+    redis_url: str, smtp_server: SmtpServer, inbox: Inbox
+) -> None:
+    server = AppServer(server_settings(redis_url, smtp_server))
+    await asyncio.to_thread(server.start)
+    try:
+        cookie = await sign_in_http(server.url, inbox, "big@example.org")
+        async with websockets.connect(
+            socket_url(server),
+            additional_headers={"Cookie": cookie},
+            compression=None,
+            max_size=None,
+        ) as ws:
+            await wait_for_text(ws, 'id="online"')
+            await ws.send(
+                json.dumps({"body": os.urandom(40000).hex(), "client_id": "too-big-frame"})
+            )
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                async with asyncio.timeout(10):
+                    while True:
+                        await ws.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    finally:
+        await asyncio.to_thread(server.stop)

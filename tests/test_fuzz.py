@@ -1,0 +1,127 @@
+"""Property tests: arbitrary input to sign-in and to the websocket never breaks anything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from quart import Quart
+from quart.testing.connections import WebsocketDisconnectError
+from redis import Redis
+
+from chat.text import clean_body
+from tests.conftest import sign_in
+from tests.support import Inbox
+
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=50),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=10,
+)
+message_objects = st.fixed_dictionaries(
+    {},
+    optional={
+        "body": st.one_of(st.text(max_size=4100), json_values),
+        "client_id": st.one_of(st.text(max_size=70), json_values),
+        "headers": json_values,
+    },
+)
+frames = st.one_of(
+    st.text(max_size=200),
+    # Not b"": Quart's test client cannot carry an empty binary frame (KeyError in quart.asgi).
+    st.binary(min_size=1, max_size=200),
+    message_objects.map(json.dumps),
+    json_values.map(json.dumps),
+)
+
+
+@FUZZ
+@given(
+    email=st.text(max_size=300),
+    extra=st.dictionaries(st.text(max_size=20), st.text(max_size=50), max_size=3),
+)
+async def test_send_code_never_fails_badly(
+    app: Quart, inbox: Inbox, email: str, extra: dict[str, str]
+) -> None:
+    client = app.test_client()
+    sent_before = len(inbox.messages)
+    response = await client.post("/login", form={**extra, "email": email})
+    assert response.status_code in (200, 400, 429)
+    if response.status_code != 200:
+        assert len(inbox.messages) == sent_before  # refused: nothing mailed
+
+
+@FUZZ
+@given(email=st.text(max_size=100), code=st.text(max_size=20))
+async def test_check_code_never_fails_badly(app: Quart, email: str, code: str) -> None:
+    client = app.test_client()
+    response = await client.post("/login/code", form={"email": email, "code": code})
+    assert response.status_code == 400  # never a 500, and never signed in by a guess
+    assert (await client.get("/")).status_code == 302
+
+
+@pytest.fixture
+async def fuzz_room(make_app: Any, inbox: Inbox) -> tuple[Quart, Any]:
+    app = await make_app(
+        WS_MESSAGES_PER_SECOND=100000, WS_BURST=100000, WS_MAX_SOCKETS_PER_SESSION=1000
+    )
+    client = app.test_client()
+    await sign_in(client, inbox, "fuzz@example.org")
+    return app, client
+
+
+def acceptable(data: Any) -> str | None:
+    """The body the server should store for this decoded frame, or None."""
+    if not isinstance(data, dict):
+        return None
+    body, client_id = data.get("body"), data.get("client_id")
+    if not isinstance(body, str) or not isinstance(client_id, str):
+        return None
+    cleaned = clean_body(body)
+    return cleaned if cleaned and len(cleaned) <= 4000 else None
+
+
+@FUZZ
+@given(frame=frames)
+async def test_socket_survives_any_frame(
+    fuzz_room: tuple[Quart, Any], redis_sync: Redis, frame: str | bytes
+) -> None:
+    app, client = fuzz_room
+    before = redis_sync.xlen("stream:general")
+    async with client.websocket("/rooms/general/ws") as ws:
+        async with asyncio.timeout(5):
+            while 'id="online"' not in await ws.receive():
+                pass
+        await ws.send(frame)
+        # Then a valid message: either it is answered (the socket lived) or the socket was closed.
+        probe_id = f"probe-{uuid.uuid4().hex}"
+        await ws.send(json.dumps({"body": "probe", "client_id": probe_id}))
+        try:
+            async with asyncio.timeout(5):
+                while "probe" not in await ws.receive():
+                    pass
+        except WebsocketDisconnectError as closed:
+            assert closed.args[0] in (1003, 1008, 1009)
+    stored = [fields["body"] for _, fields in redis_sync.xrange("stream:general")]
+    expected = None
+    if isinstance(frame, str):
+        try:
+            expected = acceptable(json.loads(frame))
+        except ValueError:
+            expected = None
+    new = stored[before:]
+    assert all(body in (expected, "probe") for body in new), new
+    assert (await client.get("/healthz")).status_code == 200
