@@ -99,7 +99,7 @@ def acceptable(data: Any) -> str | None:
 async def test_socket_survives_any_frame(
     fuzz_room: tuple[Quart, Any], redis_sync: Redis, frame: str | bytes
 ) -> None:
-    app, client = fuzz_room
+    _app, client = fuzz_room
     before = redis_sync.xlen("stream:general")
     async with client.websocket("/rooms/general/ws") as ws:
         async with asyncio.timeout(5):
