@@ -47,14 +47,15 @@ async def room_socket(slug: str) -> None:
     after = websocket.args.get("after")
     if after is not None and not re.fullmatch(history.STREAM_ID, after):
         after = None
-    await RoomSocket(slug, session, after).run()
+    await RoomSocket(slug, session, after, websocket.args.get("epoch")).run()
 
 
 class RoomSocket:
-    def __init__(self, slug: str, session: Session, after: str | None) -> None:
+    def __init__(self, slug: str, session: Session, after: str | None, epoch: str | None) -> None:
         self.slug = slug
         self.session = session
         self.last_id = after
+        self.epoch = epoch
         self.socket_id = secrets.token_hex(8)
         config = current_app.config
         self.rate = float(config["WS_MESSAGES_PER_SECOND"])
@@ -97,7 +98,17 @@ class RoomSocket:
                 current_app.add_background_task(self.leave)
 
     async def send_backfill(self) -> None:
+        current = await history.epoch(store.redis(), self.slug)
+        history_lost = self.epoch is not None and self.epoch != current
+        self.epoch = current
+        if history_lost:
+            log.warning("room %s history was reset; clients reload it", self.slug)
+            self.last_id = None  # replace the whole list instead of appending
         frame, newest = await live_room.backfill_frame(self.slug, self.last_id)
+        if history_lost:
+            frame = (frame or await live_room.empty_history_frame()) + await render_template(
+                "rooms/_notice.html", text="The server lost this room's history."
+            )
         if frame is not None:
             await websocket.send(frame)
         self.last_id = newest

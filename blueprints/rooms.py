@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlencode
 
 from quart import Blueprint, Response, abort, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
@@ -69,6 +70,7 @@ async def room(slug: str) -> str:
     name = await rooms.name_of(redis, slug)
     if name is None:
         abort(404)
+    epoch = await history.epoch(redis, slug)
     messages = await history.recent(redis, slug)
     return await render_template(
         "rooms/room.html",
@@ -81,7 +83,8 @@ async def room(slug: str) -> str:
         rooms=await rooms.all_rooms(redis),
         me=author_tag(session.email),
         # A relative URL: behind a TLS proxy the browser turns it into wss:// itself.
-        socket_url=f"/rooms/{slug}/ws?after={messages[-1].id if messages else '0-0'}",
+        socket_url=f"/rooms/{slug}/ws?"
+        + urlencode({"after": messages[-1].id if messages else "0-0", "epoch": epoch}),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -53,3 +54,14 @@ async def before(redis: Redis, slug: str, entry_id: str, count: int = PAGE) -> l
 async def after(redis: Redis, slug: str, entry_id: str, count: int) -> list[Message]:
     entries = await redis.xrange(stream_key(slug), min=f"({entry_id}", count=count)
     return [Message.from_entry(i, f) for i, f in entries]
+
+
+async def epoch(redis: Redis, slug: str) -> str:
+    """A token that changes when the room's history is lost (Redis came back empty).
+
+    Clients carry the epoch their page was rendered with; a different one means "reload the
+    whole list" rather than "append what you missed", so nobody is shown a silent hole.
+    """
+    fresh = secrets.token_hex(6)
+    previous = await redis.set(f"epoch:{slug}", fresh, nx=True, get=True)
+    return str(previous or fresh)

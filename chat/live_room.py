@@ -33,6 +33,10 @@ async def backfill_frame(slug: str, last_id: str | None) -> tuple[str | None, st
     return await render_frame(missed), missed[-1].id
 
 
+async def empty_history_frame() -> str:
+    return await render_template("rooms/_history_frame.html", messages=[], slug="", has_older=False)
+
+
 async def online_frame(slug: str) -> str:
     users = await presence.online(store.redis(), slug)
     return await render_template("rooms/_online.html", users=users, oob=True)
@@ -40,7 +44,7 @@ async def online_frame(slug: str) -> str:
 
 async def announce(slug: str, user: str, verb: str) -> None:
     """Tell the room (every worker) that `user` joined or left, with the new Online list."""
-    notice = await render_template("rooms/_notice.html", name=user.split("@", 1)[0], verb=verb)
+    notice = await render_template("rooms/_notice.html", text=f"{user.split('@', 1)[0]} {verb}")
     frame = notice + await online_frame(slug)
     await bus.bus().publish(room_channel(slug), "\n" + frame)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,3 +96,45 @@ async def test_sign_in_fails_closed_while_redis_is_down(
     await wait_ready(client)
     response = await client.post("/login/code", form={"email": "down@example.org", "code": code})
     assert response.status_code == 303  # the code survived (AOF) and still works once
+
+
+@pytest.fixture
+def forgetful_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis server without persistence: a restart loses everything."""
+    server = EmbeddedRedis(tmp_path / "redis-nopersist", appendonly=False)
+    server.start()
+    yield server
+    server.stop()
+
+
+async def test_lost_history_makes_clients_reload_not_show_a_hole(
+    forgetful_redis: EmbeddedRedis, smtp_server: SmtpServer, inbox: Inbox
+) -> None:
+    from app import create_app
+
+    app = create_app(
+        {
+            "REDIS_URL": forgetful_redis.url,
+            "SMTP_URL": smtp_server.url,
+            "SECRET_KEY": SECRET,
+            "COOKIE_SECURE": False,
+        }
+    )
+    async with app.test_app():
+        alice = app.test_client()
+        await sign_in(alice, inbox, "alice@example.org")
+        page = await (await alice.get("/rooms/general")).get_data(as_text=True)
+        url = re.search(r'hx-ws:connect="([^"]+)"', page).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
+        async with alice.websocket(url) as a:
+            await receive_until(a, 'id="online"')
+            await send(a, "soon forgotten", client_id="forgotten-msg-1")
+            await receive_until(a, "soon forgotten")
+
+            await asyncio.to_thread(forgetful_redis.stop)
+            await asyncio.to_thread(forgetful_redis.start)  # empty now
+            frames = await receive_until(a, "lost this room", timeout=15)
+            assert 'hx-swap-oob="innerHTML"' in frames[-1]  # the list is replaced, not appended to
+        await sign_in(alice, inbox, "alice@example.org")
+        async with alice.websocket(url) as again:  # an old page reconnecting later
+            frames = await receive_until(again, "lost this room", timeout=5)
+            assert "soon forgotten" not in "".join(frames)
