@@ -329,3 +329,38 @@ async def test_same_answer_for_known_and_unknown_addresses(client: Client, inbox
             )
         )
     assert answers[0] == answers[1]
+
+
+class SlowInbox(Inbox):
+    """An SMTP server that takes longer than the app is willing to wait."""
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(3)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_slow_smtp_times_out_with_clear_error_and_no_code(
+    make_app, redis_sync: Redis
+) -> None:  # type: ignore[no-untyped-def]
+    from aiosmtpd.controller import Controller
+
+    from chat.embedded_redis import free_port as port_for_smtp
+
+    slow = SlowInbox()
+    port = port_for_smtp()
+    controller = Controller(slow, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        app = await make_app(SMTP_URL=f"smtp://127.0.0.1:{port}", SMTP_TIMEOUT_SECONDS=1)
+        client = app.test_client()
+        started = asyncio.get_running_loop().time()
+        response = await client.post("/login", form={"email": "slow@example.org"})
+        elapsed = asyncio.get_running_loop().time() - started
+        assert response.status_code == 503
+        assert "We couldn&#39;t send the code, try again in a minute" in await response.get_data(
+            as_text=True
+        )
+        assert elapsed < 2.5  # gave up at the timeout, did not wait for the server
+        assert redis_sync.keys("code:*") == []  # nothing half-done: no code without its email
+    finally:
+        controller.stop()
