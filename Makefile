@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: run test test-fast lint format vendor clean
+.PHONY: run test test-fast lint format vendor clean image container-smoke
 
 .tools/bin/uv:
 	python3 scripts/bootstrap-uv
@@ -33,6 +33,14 @@ lint: .venv/.synced
 format: .venv/.synced
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
+
+## Build the container image (buildah; a debootstrap base when no registry is reachable).
+image:
+	scripts/container-smoke build
+
+## Build the image and check it serves the chat (root + buildah).
+container-smoke: .venv/.synced
+	scripts/container-smoke
 
 ## Re-vendor htmx from npm (needs npm): make vendor VERSION=4.0.1
 vendor:
