@@ -49,6 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         QUART_AUTH_SALT="chat-session",
     )
     logs.configure(app.config["LOG_FORMAT"])
+    logs.init_app(app)
 
     store.init_app(app)
     QuartAuth(app, user_class=ChatUser)

@@ -65,6 +65,7 @@ class RoomSocket:
         self.max_chars = int(config["MAX_MESSAGE_CHARS"])
         self.handler: asyncio.Task[object] | None = None
         self.throttled = 0  # messages refused in a row by the rate limit
+        self.close_code: int | None = None
 
     async def run(self) -> None:
         cap = int(current_app.config["WS_MAX_SOCKETS_PER_SESSION"])
@@ -84,6 +85,7 @@ class RoomSocket:
         channels = (room_channel(self.slug), session_channel(self.session.id))
         async with bus.subscribe(*channels) as subscription:
             await websocket.accept()
+            log.info("websocket open: room %s", self.slug)
             await self.send_backfill()
             await self.join()
             self.handler = asyncio.current_task()
@@ -122,6 +124,9 @@ class RoomSocket:
             await websocket.send(await live_room.online_frame(self.slug))
 
     async def leave(self) -> None:
+        log.info(
+            "websocket closed: room %s, code %s", self.slug, self.close_code or "from the peer"
+        )
         local: presence.LocalSockets = current_app.extensions["presence"]
         local.remove(self.slug, self.socket_id)
         if "redis" not in current_app.extensions:
@@ -165,6 +170,7 @@ class RoomSocket:
 
     async def close(self, code: int, reason: str) -> None:
         """Close with `code` and end the handler (a peer that stopped reading may never answer)."""
+        self.close_code = code
         with contextlib.suppress(Exception):
             await asyncio.wait_for(websocket.close(code, reason), timeout=2)
         if self.handler is not None:
@@ -175,17 +181,17 @@ class RoomSocket:
             raise_if_cancelled()
             raw = await websocket.receive()
             if not isinstance(raw, str):  # bytes, or None for an empty binary frame (Quart)
-                await websocket.close(CLOSE_UNSUPPORTED, "text frames only")
+                await self.close(CLOSE_UNSUPPORTED, "text frames only")
                 return
             if len(raw) > MAX_FRAME_BYTES:
-                await websocket.close(CLOSE_TOO_BIG, "frame too large")
+                await self.close(CLOSE_TOO_BIG, "frame too large")
                 return
             try:
                 data = json.loads(raw)
             except ValueError:
                 data = None
             if not isinstance(data, dict):
-                await websocket.close(CLOSE_UNSUPPORTED, "expected a JSON object")
+                await self.close(CLOSE_UNSUPPORTED, "expected a JSON object")
                 return
             await self.handle(data)
 

@@ -6,6 +6,8 @@ import json
 import logging
 import sys
 
+from quart import Quart
+
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -13,6 +15,7 @@ class JsonFormatter(logging.Formatter):
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S%z"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "pid": record.process,
             "event": record.getMessage(),
         }
         if record.exc_info:
@@ -32,3 +35,26 @@ def configure(log_format: str) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+
+def init_app(app: Quart) -> None:
+    """With JSON logs, switch hypercorn's access and error logs to JSON too (one format).
+
+    hypercorn creates its log handlers only after the app has started, so this happens on the
+    first request or websocket.
+    """
+    if app.config["LOG_FORMAT"] != "json":
+        return
+    done = False
+
+    async def format_server_logs() -> None:
+        nonlocal done
+        if done:
+            return
+        done = True
+        for name in ("hypercorn.access", "hypercorn.error"):
+            for handler in logging.getLogger(name).handlers:
+                handler.setFormatter(JsonFormatter())
+
+    app.before_request(format_server_logs)
+    app.before_websocket(format_server_logs)
