@@ -16,7 +16,7 @@ from quart import Blueprint, abort, current_app, render_template, websocket
 from chat import bus as bus_module
 from chat import history, live_room, presence, rooms, security, sessions, store
 from chat.bus import Signal, Subscription
-from chat.messages import post_message, room_channel
+from chat.messages import CLIENT_ID, new_id, post_message, room_channel
 from chat.sessions import Session, current_session, session_channel
 from chat.text import clean_body
 
@@ -24,7 +24,6 @@ bp = Blueprint("live", __name__)
 log = logging.getLogger("chat.live")
 
 MAX_FRAME_BYTES = 64 * 1024
-CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 # Close codes: hx-ws reconnects after 1001/1011-1014 and stays closed after 1003/1008/1009.
 CLOSE_UNSUPPORTED = 1003
@@ -202,7 +201,7 @@ class RoomSocket:
             await self.send_error("That message was not understood; reload the page.")
             return
         if not CLIENT_ID.fullmatch(client_id):
-            client_id = secrets.token_urlsafe(12)
+            client_id = new_id()
         body = clean_body(body)
         if not body:
             return
@@ -230,7 +229,7 @@ class RoomSocket:
             )
             return
         form = await render_template(
-            "rooms/_compose.html", slug=self.slug, oob=True, client_id=secrets.token_urlsafe(12)
+            "rooms/_compose.html", slug=self.slug, oob=True, client_id=new_id()
         )
         await websocket.send(form)
 

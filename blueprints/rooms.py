@@ -5,12 +5,21 @@ from __future__ import annotations
 import re
 from urllib.parse import urlencode
 
-from quart import Blueprint, Response, abort, redirect, render_template, request, url_for
+from quart import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from chat import history, presence, rooms, store
-from chat.messages import author_tag, post_message
+from chat.messages import CLIENT_ID, author_tag, new_id, post_message
 from chat.sessions import Session, current_session
 from chat.text import clean_body
 
@@ -112,8 +121,14 @@ async def post(slug: str) -> ResponseReturnValue:
         abort(404)
     form = await request.form
     body = clean_body(form.get("body", ""))
-    if body and len(body) <= 4000:
-        await post_message(slug, session, body, form.get("client_id", "")[:64] or "nojs")
+    limit = current_app.config["MAX_MESSAGE_CHARS"]
+    if len(body) > limit:
+        abort(400, description=f"Not sent: messages are at most {limit:,} characters.")
+    if body:
+        client_id = form.get("client_id", "")
+        await post_message(
+            slug, session, body, client_id if CLIENT_ID.fullmatch(client_id) else new_id()
+        )
     return redirect(url_for("rooms.room", slug=slug), 303)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +39,12 @@ return {1, id}
 """
 
 DEDUPE_SECONDS = 24 * 3600
+# Client ids come from the compose form (server-made); anything else gets a fresh one.
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(12)
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
-
 from quart import Quart
 
-from chat.messages import author_hue, author_tag
+from chat.messages import author_hue, author_tag, new_id
 from chat.text import initials, linkify
 
 
@@ -15,4 +13,4 @@ def init_app(app: Quart) -> None:
     app.jinja_env.filters["initials"] = initials
     app.jinja_env.filters["author_tag"] = author_tag
     app.jinja_env.filters["author_hue"] = author_hue
-    app.jinja_env.globals["new_client_id"] = lambda: secrets.token_urlsafe(12)
+    app.jinja_env.globals["new_client_id"] = new_id

@@ -325,3 +325,20 @@ async def test_rate_limit_notice_then_close_on_persistent_abuse(
         assert closed.value.args[0] == 1008
     stored = [f["body"] for _, f in redis_sync.xrange("stream:general")]
     assert stored[:3] == ["burst 0", "burst 1", "burst 2"] and len(stored) <= 4
+
+
+async def test_sending_without_javascript_is_a_plain_form_post(app: Quart, inbox: Inbox) -> None:
+    alice = await signed_in_client(app, inbox, "alice@example.org")
+    response = await alice.post(
+        "/rooms/general/messages", form={"body": "no script here", "client_id": "nojs-message-1"}
+    )
+    assert response.status_code == 303 and response.headers["Location"] == "/rooms/general"
+    page = await (await alice.get("/rooms/general")).get_data(as_text=True)
+    assert "no script here" in page
+    anonymous = app.test_client()
+    refused = await anonymous.post("/rooms/general/messages", form={"body": "spam"})
+    assert refused.status_code == 302 and refused.headers["Location"] == "/login"
+    too_long = await alice.post("/rooms/general/messages", form={"body": "y" * 4001})
+    assert too_long.status_code == 400 and "at most 4,000 characters" in await too_long.get_data(
+        as_text=True
+    )
