@@ -364,3 +364,41 @@ async def test_slow_smtp_times_out_with_clear_error_and_no_code(
         assert redis_sync.keys("code:*") == []  # nothing half-done: no code without its email
     finally:
         controller.stop()
+
+
+async def test_hourly_cap_per_email(make_app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
+    app = await make_app(CODE_SENDS_PER_EMAIL_PER_HOUR=2)
+    client = app.test_client()
+    for _ in range(2):
+        assert (
+            await client.post("/login", form={"email": "capped@example.org"})
+        ).status_code == 200
+        await asyncio.sleep(1.1)  # past CODE_RESEND_SECONDS=1
+    response = await client.post("/login", form={"email": "capped@example.org"})
+    assert response.status_code == 429 and "Try again in" in await response.get_data(as_text=True)
+    assert len(inbox.to("capped@example.org")) == 2
+
+
+class RejectingInbox(Inbox):
+    """An SMTP server that refuses every message."""
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        return "554 5.7.1 Rejected for testing"
+
+
+async def test_smtp_rejection_shows_clear_error_and_no_code(make_app, redis_sync: Redis) -> None:  # type: ignore[no-untyped-def]
+    from aiosmtpd.controller import Controller
+
+    from chat.embedded_redis import free_port as port_for_smtp
+
+    port = port_for_smtp()
+    controller = Controller(RejectingInbox(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        app = await make_app(SMTP_URL=f"smtp://127.0.0.1:{port}")
+        response = await app.test_client().post("/login", form={"email": "bounce@example.org"})
+        assert response.status_code == 503
+        assert "We couldn&#39;t send the code" in await response.get_data(as_text=True)
+        assert redis_sync.keys("code:*") == []
+    finally:
+        controller.stop()

@@ -266,3 +266,13 @@ async def test_oversized_frame_is_refused_by_the_server_with_1009(
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     finally:
         await asyncio.to_thread(server.stop)
+
+
+def test_production_server_limits_are_configured() -> None:
+    """hypercorn.toml (used by the container and tests) carries the socket protections."""
+    from hypercorn.config import Config
+
+    config = Config.from_toml(str(ROOT / "hypercorn.toml"))
+    assert config.websocket_max_message_size == 64 * 1024  # oversize frames -> 1009
+    assert config.websocket_ping_interval is not None and config.websocket_ping_interval <= 30
+    assert config.graceful_timeout <= 10
