@@ -15,6 +15,7 @@ from blueprints import auth, errors, health, live, rooms
 from chat import bus, logs, presence, security, store, templating
 from chat.sessions import ChatUser
 from chat.settings import ConfigError, apply_defaults, validate
+from chat.websocket_deflate import refuse_permessage_deflate
 
 ROOT = Path(__file__).resolve().parent
 
@@ -49,6 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         QUART_AUTH_SALT="chat-session",
     )
     logs.configure(app.config["LOG_FORMAT"])
+    refuse_permessage_deflate()
     logs.init_app(app)
 
     store.init_app(app)

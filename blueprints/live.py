@@ -11,11 +11,12 @@ import secrets
 import time
 from typing import Any
 
-from quart import Blueprint, abort, current_app, render_template, websocket
+from quart import Blueprint, abort, current_app, websocket
 
 from chat import bus as bus_module
 from chat import history, live_room, presence, rooms, security, sessions, store
 from chat.bus import Signal, Subscription
+from chat.fragments import render_fragment
 from chat.messages import CLIENT_ID, new_id, post_message, room_channel
 from chat.sessions import Session, current_session, session_channel
 from chat.text import clean_body
@@ -107,7 +108,7 @@ class RoomSocket:
             self.last_id = None  # replace the whole list instead of appending
         frame, newest = await live_room.backfill_frame(self.slug, self.last_id)
         if history_lost:
-            frame = (frame or await live_room.empty_history_frame()) + await render_template(
+            frame = (frame or await live_room.empty_history_frame()) + await render_fragment(
                 "rooms/_notice.html", text="The server lost this room's history."
             )
         if frame is not None:
@@ -228,7 +229,7 @@ class RoomSocket:
                 "press Send again in a moment."
             )
             return
-        form = await render_template(
+        form = await render_fragment(
             "rooms/_compose.html", slug=self.slug, oob=True, client_id=new_id()
         )
         await websocket.send(form)
@@ -243,7 +244,7 @@ class RoomSocket:
         return True
 
     async def send_error(self, text: str) -> None:
-        await websocket.send(await render_template("rooms/_compose_error.html", error=text))
+        await websocket.send(await render_fragment("rooms/_compose_error.html", error=text))
 
 
 def raise_if_cancelled() -> None:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from quart import Quart, render_template
+from quart import Quart
 
 from chat import bus, history, presence, store
+from chat.fragments import render_fragment
 from chat.messages import render_frame, room_channel
 
 # A client that missed more than this gets the latest page in place of its list.
@@ -18,7 +19,7 @@ async def backfill_frame(slug: str, last_id: str | None) -> tuple[str | None, st
         messages = await history.recent(redis, slug)
         if not messages:
             return None, None
-        html = await render_template(
+        html = await render_fragment(
             "rooms/_history_frame.html",
             messages=messages,
             slug=slug,
@@ -34,17 +35,17 @@ async def backfill_frame(slug: str, last_id: str | None) -> tuple[str | None, st
 
 
 async def empty_history_frame() -> str:
-    return await render_template("rooms/_history_frame.html", messages=[], slug="", has_older=False)
+    return await render_fragment("rooms/_history_frame.html", messages=[], slug="", has_older=False)
 
 
 async def online_frame(slug: str) -> str:
     users = await presence.online(store.redis(), slug)
-    return await render_template("rooms/_online.html", users=users, oob=True)
+    return await render_fragment("rooms/_online.html", users=users, oob=True)
 
 
 async def announce(slug: str, user: str, verb: str) -> None:
     """Tell the room (every worker) that `user` joined or left, with the new Online list."""
-    notice = await render_template("rooms/_notice.html", text=f"{user.split('@', 1)[0]} {verb}")
+    notice = await render_fragment("rooms/_notice.html", text=f"{user.split('@', 1)[0]} {verb}")
     frame = notice + await online_frame(slug)
     await bus.bus().publish(room_channel(slug), "\n" + frame)
 

@@ -9,9 +9,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from quart import current_app, render_template
+from quart import current_app
 
 from chat import history, store
+from chat.fragments import render_fragment
 from chat.sessions import Session
 
 # Stands for the stream id in the rendered fragment until Redis assigns it.
@@ -70,7 +71,7 @@ def author_hue(email: str) -> int:
 
 async def render_frame(messages: list[history.Message]) -> str:
     """The websocket frame that upserts these messages into #messages (by id, in order)."""
-    return await render_template("rooms/_messages_frame.html", messages=messages)
+    return await render_fragment("rooms/_messages_frame.html", messages=messages)
 
 
 async def post_message(slug: str, session: Session, body: str, client_id: str) -> Posted:

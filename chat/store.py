@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from quart import Quart, current_app
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+POOL_SIZE = 200  # connections per worker process
 
 # What a dead or unreachable Redis raises; views turn it into a friendly 503.
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -14,14 +16,19 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 def init_app(app: Quart) -> None:
     @app.before_serving
     async def open_redis() -> None:
-        app.extensions["redis"] = Redis.from_url(
+        # A blocking pool: a burst of connects (a reconnect storm) waits for a connection
+        # instead of failing with "Too many connections" and a 503.
+        pool = BlockingConnectionPool.from_url(
             app.config["REDIS_URL"],
+            max_connections=POOL_SIZE,
+            timeout=5,
             decode_responses=True,
             socket_connect_timeout=2,
             socket_timeout=5,
             health_check_interval=15,
             retry_on_timeout=True,
         )
+        app.extensions["redis"] = Redis.from_pool(pool)
 
     @app.after_serving
     async def close_redis() -> None:

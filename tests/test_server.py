@@ -242,13 +242,20 @@ async def test_client_that_stops_reading_is_dropped_and_others_keep_up(
         await asyncio.to_thread(server.stop)
 
 
-async def test_oversized_frame_is_refused_by_the_server_with_1009(
+async def test_deflate_declined_and_oversized_frame_refused_with_1009(
     redis_url: str, smtp_server: SmtpServer, inbox: Inbox
 ) -> None:
     server = AppServer(server_settings(redis_url, smtp_server))
     await asyncio.to_thread(server.start)
     try:
         cookie = await sign_in_http(server.url, inbox, "big@example.org")
+        # Offered like Chromium does, permessage-deflate is declined (chat/websocket_deflate.py).
+        async with websockets.connect(
+            socket_url(server), additional_headers={"Cookie": cookie}
+        ) as plain:
+            assert plain.request is not None and "permessage-deflate" in str(plain.request.headers)
+            assert plain.response is not None
+            assert "Sec-WebSocket-Extensions" not in plain.response.headers
         async with websockets.connect(
             socket_url(server),
             additional_headers={"Cookie": cookie},
