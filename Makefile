@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: run test test-fast lint format vendor clean image container-smoke
+.PHONY: run test test-fast lint format vendor clean image container-smoke bench bench-full
 
 .tools/bin/uv:
 	python3 scripts/bootstrap-uv
@@ -33,6 +33,14 @@ lint: .venv/.synced
 format: .venv/.synced
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
+
+## Benchmarks (bench/REPORT.md): a default scenario in under 2 minutes, prints a table.
+bench: .venv/.synced
+	$(UV) run --frozen python -m bench.run default
+
+## The whole matrix N x M x W (long); results in bench/results/.
+bench-full: .venv/.synced
+	$(UV) run --frozen python -m bench.run full
 
 ## Build the container image (buildah; a debootstrap base when no registry is reachable).
 image:

@@ -7,7 +7,9 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-POOL_SIZE = 200  # connections per worker process
+# Connections per worker; `?max_connections=N` in CHAT_REDIS_URL overrides it. Sized for a
+# reconnect storm (bench/REPORT.md): thousands of handshakes at once, each a few round trips.
+POOL_SIZE = 1000
 
 # What a dead or unreachable Redis raises; views turn it into a friendly 503.
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
@@ -21,7 +23,7 @@ def init_app(app: Quart) -> None:
         pool = BlockingConnectionPool.from_url(
             app.config["REDIS_URL"],
             max_connections=POOL_SIZE,
-            timeout=5,
+            timeout=10,
             decode_responses=True,
             socket_connect_timeout=2,
             socket_timeout=5,

@@ -1,0 +1,367 @@
+"""Benchmark scenarios: `uv run python -m bench.run {smoke,default,full,idle,storm,calibrate}`.
+
+smoke     ~20 s, for CI: exits non-zero only if the run failed (lost/duplicate/out-of-order
+          messages at a low rate, sockets that did not connect, no deliveries at all).
+default   under 2 minutes: calibration, the 1k-clients/10-rooms/2-workers fan-out steps,
+          idle memory per connection with and without permessage-deflate; prints a table.
+full      the matrix N in {100, 1k, 5k, 10k} x M in {1, 10, 100} x W in {1, 2} (each cell
+          bounded in time), 10k idle sockets, a 5k-client reconnect storm. Long; --cells
+          picks a part of it, e.g. --cells N1000-M10-W2,N10000-M1-W1.
+
+Each run writes bench/results/<time>-<scenario>/result.json and chart.png, and
+bench/results/SUMMARY.md; --publish also copies the summary to bench/REPORT.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import loadgen
+from bench.loadgen import Cell
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+DELIVERY_STEPS = [2_000, 5_000, 10_000, 20_000, 30_000]  # offered deliveries/s in `full`
+MAX_MSGS_PER_S = 2_000  # a cap on offered messages/s when rooms are tiny
+
+
+def matrix_cell(n: int, m: int, w: int) -> Cell:
+    per_room = n / m
+    rates = sorted({round(min(MAX_MSGS_PER_S, max(1.0, d / per_room)), 1) for d in DELIVERY_STEPS})
+    return Cell(
+        clients=n,
+        rooms=m,
+        workers=w,
+        rates=[1.0, *rates] if rates[0] > 1 else rates,
+        step_seconds=5.0,
+        senders_per_room=2 if m <= 10 else 1,
+        sockets_per_user=100,
+        processes=2,
+        max_seconds=300,
+    )
+
+
+FANOUT = Cell(
+    clients=1000,
+    rooms=10,
+    workers=2,
+    rates=[10, 50, 100, 200, 300],
+    step_seconds=6.0,
+    profile_step=3,
+)
+
+
+async def scenario(name: str, cells_filter: set[str] | None, out: Path) -> dict[str, Any]:
+    result: dict[str, Any] = {"scenario": name, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    loads: list[dict[str, Any]] = []
+    result["loads"] = loads
+    if name == "smoke":
+        cell = Cell(
+            clients=100,
+            rooms=10,
+            workers=1,
+            rates=[10, 50],
+            step_seconds=4.0,
+            processes=1,
+            max_seconds=60,
+        )
+        loads.append(await loadgen.run_load(cell, out / cell.name))
+    elif name == "calibrate":
+        cell = Cell(
+            clients=1000,
+            rooms=10,
+            workers=1,
+            rates=[50, 100, 200, 300, 400],
+            step_seconds=4.0,
+            max_seconds=120,
+        )
+        loads.append(
+            {**await loadgen.run_load(cell, out / "echo", target="echo"), "target": "echo"}
+        )
+    elif name == "default":
+        cal = Cell(
+            clients=1000,
+            rooms=10,
+            workers=1,
+            rates=[100, 200, 300, 400],
+            step_seconds=3.0,
+            max_seconds=120,
+        )
+        loads.append({**await loadgen.run_load(cal, out / "echo", target="echo"), "target": "echo"})
+        loads.append(await loadgen.run_load(FANOUT, out / FANOUT.name))
+        result["idle"] = [
+            await loadgen.run_idle(1500, True, out / "idle-deflate"),
+            await loadgen.run_idle(1500, False, out / "idle-plain"),
+        ]
+    elif name == "fanout-plain":
+        cell = dataclasses.replace(FANOUT, compression=False)
+        loads.append(await loadgen.run_load(cell, out / (cell.name + "-plain")))
+    elif name == "idle":
+        result["idle"] = [
+            await loadgen.run_idle(10_000, True, out / "idle-deflate"),
+            await loadgen.run_idle(10_000, False, out / "idle-plain"),
+        ]
+    elif name == "storm":
+        result["storm"] = [
+            await loadgen.run_storm(5000, 10, 2, 20, out / "storm"),
+            await loadgen.run_storm(5000, 10, 2, 20, out / "storm-pool", pool_size=2000),
+        ]
+    elif name == "full":
+        cal = Cell(
+            clients=1000,
+            rooms=10,
+            workers=1,
+            rates=[100, 200, 300, 400],
+            step_seconds=4.0,
+            max_seconds=120,
+        )
+        loads.append({**await loadgen.run_load(cal, out / "echo", target="echo"), "target": "echo"})
+        for n in (100, 1000, 5000, 10_000):
+            for m in (1, 10, 100):
+                for w in (1, 2):
+                    cell = matrix_cell(n, m, w)
+                    if cells_filter and cell.name not in cells_filter:
+                        continue
+                    print(f"cell {cell.name}: rates {cell.rates}", flush=True)
+                    try:
+                        loads.append(await loadgen.run_load(cell, out / cell.name))
+                    except Exception as error:  # one cell failing must not lose the others
+                        loads.append({"cell": cell.name, "failed": repr(error), "steps": []})
+                    write(result, out)
+        if not cells_filter:
+            result["idle"] = [
+                await loadgen.run_idle(10_000, True, out / "idle-deflate"),
+                await loadgen.run_idle(10_000, False, out / "idle-plain"),
+            ]
+            result["storm"] = [await loadgen.run_storm(5000, 10, 2, 20, out / "storm")]
+    result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    return result
+
+
+def write(result: dict[str, Any], out: Path) -> None:
+    (out / "result.json").write_text(json.dumps(result, indent=1))
+
+
+def chart(result: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no chart (uv pip install matplotlib)", file=sys.stderr)
+        return False
+    loads = [lo for lo in result.get("loads", []) if lo.get("steps")]
+    if not loads:
+        return False
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
+    top = 0
+    for load in loads:
+        label = load["cell"] + (" (echo calibration)" if load.get("target") == "echo" else "")
+        offered = [s["offered_deliveries_per_s"] for s in load["steps"]]
+        top = max(top, *offered)
+        left.plot(offered, [s["deliveries_per_s"] for s in load["steps"]], "o-", label=label)
+        for key, style in (("p50_ms", "o-"), ("p99_ms", "s--")):
+            right.plot(offered, [s[key] for s in load["steps"]], style, label=f"{label} {key[:-3]}")
+    left.plot([0, top], [0, top], ":", color="grey", label="offered = delivered")
+    left.set(
+        xlabel="offered deliveries/s",
+        ylabel="delivered deliveries/s",
+        title="Throughput vs offered rate",
+    )
+    right.set(
+        xlabel="offered deliveries/s",
+        ylabel="latency, ms (log)",
+        yscale="log",
+        title="End-to-end latency percentiles",
+    )
+    right.axhline(100, color="red", linewidth=0.8, linestyle=":")
+    for axis in (left, right):
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7)
+    fig.suptitle(f"bench/run.py {result['scenario']} — {result['started']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def summary(result: dict[str, Any], out: Path) -> str:
+    lines = [
+        f"# Benchmark: `{result['scenario']}` ({result['started']} to {result.get('finished')})",
+        "",
+    ]
+    lines.append(f"Raw data: `{out.relative_to(HERE.parent)}/result.json`; chart: `chart.png`.")
+    lines.append("")
+    for load in result.get("loads", []):
+        title = load["cell"] + (
+            " — echo calibration server" if load.get("target") == "echo" else ""
+        )
+        lines += [f"## {title}", ""]
+        if load.get("failed"):
+            lines += [f"Failed: `{load['failed']}`", ""]
+            continue
+        lines.append(
+            f"{load['connected']:,} sockets connected, {load['senders']} senders, "
+            f"{load['step_seconds']:.0f} s per step, permessage-deflate "
+            f"{'offered' if load['compression'] else 'off'}; setup {load.get('setup_seconds')} s; "
+            f"max sustained **{load['max_sustained_deliveries_per_s']:,} deliveries/s**."
+        )
+        lines.append("")
+        head = (
+            "| offered msg/s | offered deliv/s | delivered/s | lost | dups | ooo | p50 ms "
+            "| p99 ms | p99.9 ms | max ms | server cores | server µs/deliv | redis cores "
+            "| EVAL/XADD/PUBLISH per msg | loadgen cores | ok |"
+        )
+        lines += [head, "|" + "---|" * (head.count("|") - 1)]
+        for s in load["steps"]:
+            per = s.get("redis_calls_per_msg", {})
+            calls = (
+                "/".join(fmt(per.get(k, 0)) for k in ("eval", "xadd", "publish")) if per else "—"
+            )
+            lines.append(
+                "| "
+                + " | ".join(
+                    fmt(x)
+                    for x in (
+                        s["offered_msgs_per_s"],
+                        s["offered_deliveries_per_s"],
+                        s["deliveries_per_s"],
+                        s["lost"],
+                        s["dups"],
+                        s["out_of_order"],
+                        s["p50_ms"],
+                        s["p99_ms"],
+                        s["p999_ms"],
+                        s["max_ms"],
+                        s.get("server_cores"),
+                        s.get("server_us_per_delivery"),
+                        s.get("redis_cores"),
+                    )
+                )
+                + f" | {calls} | {fmt(s['loadgen_cores'])} | {'yes' if s['sustained'] else 'no'} |"
+            )
+        last = load["steps"][-1] if load["steps"] else {}
+        if last.get("rss_mb"):
+            lines.append("")
+            lines.append(
+                f"RSS at the end (MB, per server process): {last['rss_mb']}; Redis "
+                f"{last['redis_rss_mb']} MB."
+            )
+        if load.get("errors") or load.get("closes"):
+            lines.append(
+                f"Errors: {load.get('errors')}; close codes: {load.get('closes')}; "
+                f"reconnects: {load.get('reconnects')}."
+            )
+        if load.get("profile", {}).get("self"):
+            lines += [
+                "",
+                f"py-spy of one worker (pid {load['profile']['pid']}) during step "
+                f"{FANOUT.profile_step + 1}, top self-time functions:",
+                "",
+            ]
+            lines += [f"- {share:.1%} {frame}" for frame, share in load["profile"]["self"][:12]]
+        lines.append("")
+    if result.get("idle"):
+        lines += [
+            "## Idle signed-in sockets on one worker",
+            "",
+            "| sockets | permessage-deflate offered | connected | connect s | worker RSS before MB "
+            "| idle MB | KB per connection | after close MB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for i in result["idle"]:
+            lines.append(
+                f"| {i['clients']:,} | {'yes' if i['compression'] else 'no'} | {i['connected']:,} | "
+                f"{i['connect_seconds']} | {i['worker_rss_before_mb']} | {i['worker_rss_idle_mb']} | "
+                f"**{i['kb_per_connection']}** | {i['worker_rss_after_close_mb']} |"
+            )
+        lines.append("")
+    if result.get("storm"):
+        lines += [
+            "## Reconnect storm",
+            "",
+            "| clients | rooms | workers | Redis pool | missed/room "
+            "| backfilled | all done s | p50 s | p99 s | server CPU s | connect failures | errors |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for s in result["storm"]:
+            lines.append(
+                f"| {s['clients']:,} | {s['rooms']} | {s['workers']} | {s['redis_url_note']} | "
+                f"{s['missed_per_room']} | "
+                f"{s['backfilled']:,} | {fmt(s['all_backfilled_seconds'])} | {s['p50_seconds']} | "
+                f"{s['p99_seconds']} | {s['server_cpu_seconds']} | {s['connect_failures']} | "
+                f"{s['errors']} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def failures(result: dict[str, Any]) -> list[str]:
+    """Real errors: the run did not complete, or the lowest rate lost/duplicated/reordered."""
+    found = []
+    for load in result.get("loads", []):
+        if load.get("failed"):
+            found.append(f"{load['cell']}: {load['failed']}")
+            continue
+        first = load["steps"][0]
+        if load["connect_failures"]:
+            found.append(f"{load['cell']}: {load['connect_failures']} sockets did not connect")
+        if not first["delivered"]:
+            found.append(f"{load['cell']}: nothing delivered")
+        if first["lost"] or first["dups"] or first["out_of_order"]:
+            found.append(
+                f"{load['cell']}: lowest rate lost {first['lost']}, dups "
+                f"{first['dups']}, out of order {first['out_of_order']}"
+            )
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "scenario",
+        choices=["smoke", "default", "full", "idle", "storm", "calibrate", "fanout-plain"],
+    )
+    parser.add_argument("--cells", help="comma-separated cell names for `full`")
+    parser.add_argument("--publish", action="store_true", help="copy SUMMARY.md to bench/REPORT.md")
+    args = parser.parse_args(argv)
+    out = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}-{args.scenario}"
+    out.mkdir(parents=True, exist_ok=True)
+    cells = set(args.cells.split(",")) if args.cells else None
+    result = asyncio.run(scenario(args.scenario, cells, out))
+    write(result, out)
+    chart(result, out / "chart.png")
+    text = summary(result, out)
+    (out / "SUMMARY.md").write_text(text)
+    (RESULTS / "SUMMARY.md").write_text(text)
+    if args.publish:
+        shutil.copy(RESULTS / "SUMMARY.md", HERE / "REPORT.md")
+    print(text)
+    problems = failures(result)
+    for problem in problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,258 @@
+"""The system under test: valkey, an aiosmtpd that captures codes, hypercorn; /proc readers."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import re
+import resource
+import secrets
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from redis import Redis
+
+from chat.embedded_redis import EmbeddedRedis, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+CODE_IN_SUBJECT = re.compile(r"^(\d{6}) is your sign-in code$")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+def raise_nofile() -> int:
+    """Raise this process's (and so its children's) open-file limit to the hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class CodeInbox:
+    """aiosmtpd handler: keeps the newest sign-in code per recipient."""
+
+    def __init__(self) -> None:
+        self.codes: dict[str, str] = {}
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        match = CODE_IN_SUBJECT.match(str(message["Subject"]))
+        if match:
+            self.codes[str(message["To"]).strip().lower()] = match.group(1)
+        return "250 OK"
+
+    async def wait_for_code(self, address: str, timeout: float = 20) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code = self.codes.pop(address, None)
+            if code:
+                return code
+            await asyncio.sleep(0.01)
+        raise TimeoutError(f"no code mailed to {address} within {timeout} s")
+
+
+class Smtp:
+    def __init__(self) -> None:
+        self.inbox = CodeInbox()
+        self.port = free_port()
+        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def proc_stat(pid: int) -> tuple[float, int] | None:
+    """(CPU seconds user+system, RSS bytes) of one process, or None if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return cpu, int(fields[21]) * PAGE_SIZE
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def descendants_of(pid: int) -> list[int]:
+    result = []
+    for child in children_of(pid):
+        result += [child, *descendants_of(child)]
+    return result
+
+
+class Server:
+    """`python -m hypercorn --config hypercorn.toml ... "app:create_app()"`, as tests/servers.py."""
+
+    def __init__(self, settings: dict[str, Any], workers: int, log_path: Path) -> None:
+        self.port = free_port()
+        self.settings = settings
+        self.workers = workers
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+        env.update({f"CHAT_{k}": str(v) for k, v in self.settings.items()})
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "hypercorn",
+                    "--config",
+                    "hypercorn.toml",
+                    "--bind",
+                    f"127.0.0.1:{self.port}",
+                    "--workers",
+                    str(self.workers),
+                    "app:create_app()",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
+                    if response.status == 200 and len(self.worker_pids()) >= self.workers:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"server not ready within {timeout} s")
+
+    def pids(self) -> list[int]:
+        if self.process is None:
+            return []
+        return [self.process.pid, *descendants_of(self.process.pid)]
+
+    def worker_pids(self) -> list[int]:
+        """The processes that serve sockets: children running the app (not the resource tracker)."""
+        found = []
+        for pid in self.pids()[1:]:
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"resource_tracker" not in cmd:
+                found.append(pid)
+        return found
+
+    def usage(self) -> dict[str, Any]:
+        """CPU seconds and RSS of the master and each worker."""
+        per = {}
+        for pid in self.pids():
+            stat = proc_stat(pid)
+            if stat:
+                per[pid] = {"cpu": stat[0], "rss": stat[1]}
+        return {"total_cpu": sum(p["cpu"] for p in per.values()), "processes": per}
+
+    def stop(self, timeout: float = 15) -> None:
+        if self.process is None:
+            return
+        family = self.pids()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for pid in family[1:]:  # leftovers, by id
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
+
+
+class Valkey:
+    def __init__(self, data_dir: Path) -> None:
+        # AOF on (everysec), as the embedded server and a typical production Redis run it.
+        self.server = EmbeddedRedis(data_dir, appendonly=True)
+        self.client: Redis | None = None
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> None:
+        self.server.start()
+        self.client = Redis(port=self.server.port, decode_responses=True)
+
+    @property
+    def pid(self) -> int:
+        assert self.server.process is not None
+        return self.server.process.pid
+
+    def cpu(self) -> float:
+        assert self.client is not None
+        info = self.client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def commandstats(self) -> dict[str, int]:
+        assert self.client is not None
+        stats = self.client.info("commandstats")
+        return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+    def reset_stats(self) -> None:
+        assert self.client is not None
+        self.client.config_resetstat()
+
+    def rss(self) -> int:
+        stat = proc_stat(self.pid)
+        return stat[1] if stat else 0
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.server.stop()
+
+
+def server_settings(redis_url: str, smtp_url: str, **overrides: Any) -> dict[str, Any]:
+    """Limits raised through CHAT_* settings only: the app is otherwise as shipped."""
+    return {
+        "REDIS_URL": redis_url,
+        "SMTP_URL": smtp_url,
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "COOKIE_SECURE": "false",
+        "CODE_SENDS_PER_IP_PER_HOUR": 1_000_000,
+        "CODE_SENDS_PER_EMAIL_PER_HOUR": 1000,
+        "WS_MESSAGES_PER_SECOND": 100_000,
+        "WS_BURST": 100_000,
+        "WS_MAX_SOCKETS_PER_SESSION": 1000,
+        **overrides,
+    }
