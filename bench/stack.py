@@ -10,16 +10,16 @@ import re
 import resource
 import secrets
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from aiosmtpd.controller import Controller
 from redis import Redis
 
-from chat.embedded_redis import EmbeddedRedis, free_port
+from chat.embedded_redis import EmbeddedRedis
+from tests.servers import AppServer, descendants_of
+from tests.support import SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE_IN_SUBJECT = re.compile(r"^(\d{6}) is your sign-in code$")
@@ -58,21 +58,9 @@ class CodeInbox:
         raise TimeoutError(f"no code mailed to {address} within {timeout} s")
 
 
-class Smtp:
+class Smtp(SmtpServer):
     def __init__(self) -> None:
-        self.inbox = CodeInbox()
-        self.port = free_port()
-        self.controller = Controller(self.inbox, hostname="127.0.0.1", port=self.port)
-
-    @property
-    def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.controller.start()
-
-    def stop(self) -> None:
-        self.controller.stop()
+        super().__init__(handler=CodeInbox())
 
 
 def proc_stat(pid: int) -> tuple[float, int] | None:
@@ -85,62 +73,15 @@ def proc_stat(pid: int) -> tuple[float, int] | None:
     return cpu, int(fields[21]) * PAGE_SIZE
 
 
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def descendants_of(pid: int) -> list[int]:
-    result = []
-    for child in children_of(pid):
-        result += [child, *descendants_of(child)]
-    return result
-
-
-class Server:
-    """`python -m hypercorn --config hypercorn.toml ... "app:create_app()"`, as tests/servers.py."""
+class Server(AppServer):
+    """The production entry under hypercorn (tests/servers.py), plus /proc accounting."""
 
     def __init__(self, settings: dict[str, Any], workers: int, log_path: Path) -> None:
-        self.port = free_port()
-        self.settings = settings
-        self.workers = workers
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(settings, workers=workers, log_path=log_path)
 
     def start(self, timeout: float = 30) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
-        env.update({f"CHAT_{k}": str(v) for k, v in self.settings.items()})
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "hypercorn",
-                    "--config",
-                    "hypercorn.toml",
-                    "--bind",
-                    f"127.0.0.1:{self.port}",
-                    "--workers",
-                    str(self.workers),
-                    "app:create_app()",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        self.launch()
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -31,7 +31,21 @@ class AppServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20) -> None:
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "hypercorn",
+            "--config",
+            "hypercorn.toml",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            "app:create_app()",
+        ]
+
+    def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
         env.update(
             {
@@ -39,29 +53,25 @@ class AppServer:
                 for k, v in self.settings.items()
             }
         )
+        return env
+
+    def launch(self) -> None:
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "hypercorn",
-                    "--config",
-                    "hypercorn.toml",
-                    "--bind",
-                    f"127.0.0.1:{self.port}",
-                    "--workers",
-                    str(self.workers),
-                    "app:create_app()",
-                ],
+                self.command(),
                 cwd=ROOT,
-                env=env,
+                env=self.environment(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         finally:
             if log is not subprocess.DEVNULL:
                 log.close()  # the child has its own copy
+
+    def start(self, timeout: float = 20) -> None:
+        self.launch()
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -86,3 +96,23 @@ class AppServer:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def descendants_of(pid: int) -> list[int]:
+    result = []
+    for child in children_of(pid):
+        result += [child, *descendants_of(child)]
+    return result

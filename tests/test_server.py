@@ -22,30 +22,10 @@ import websockets
 
 from chat.embedded_redis import free_port
 from tests.conftest import SECRET
-from tests.servers import ROOT, AppServer
+from tests.servers import ROOT, AppServer, descendants_of
 from tests.support import Inbox, SmtpServer
 
 pytestmark = pytest.mark.slow
-
-
-def children_of(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
-def descendants_of(pid: int) -> list[int]:
-    result = []
-    for child in children_of(pid):
-        result += [child, *descendants_of(child)]
-    return result
 
 
 def alive(pid: int) -> bool:
