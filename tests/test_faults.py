@@ -197,3 +197,40 @@ async def test_history_check_every_acknowledged_message_once_in_order(
     for name in names:
         # every client saw exactly the stored messages: all of them, once, in stream order
         assert received[name] == stored, name
+
+
+async def test_a_killed_servers_people_drop_off_the_online_list(
+    redis_url: str, smtp_server: SmtpServer, inbox: Inbox, make_app: Any
+) -> None:
+    """A server process dies with SIGKILL: its sockets' presence expires and others are told."""
+    import os
+    import signal
+
+    import websockets
+
+    from tests.servers import AppServer, descendants_of
+    from tests.test_server import server_settings, sign_in_http, socket_url, wait_for_text
+
+    doomed = AppServer(server_settings(redis_url, smtp_server))
+    await asyncio.to_thread(doomed.start)
+    survivor = await make_app()
+    watcher = survivor.test_client()
+    await sign_in(watcher, inbox, "watcher@example.org")
+    try:
+        cookie = await sign_in_http(doomed.url, inbox, "ghost@example.org")
+        ghost = await websockets.connect(socket_url(doomed), additional_headers={"Cookie": cookie})
+        await wait_for_text(ghost, "ghost joined")
+        async with watcher.websocket("/rooms/general/ws") as watching:
+            frames = await receive_until(watching, 'id="online"')
+            assert "ghost" in frames[-1].split('id="online"')[1]
+            assert doomed.process is not None
+            for pid in [doomed.process.pid, *descendants_of(doomed.process.pid)]:
+                os.kill(pid, signal.SIGKILL)
+            started = asyncio.get_running_loop().time()
+            frames = await receive_until(watching, "ghost left", timeout=50)
+            waited = asyncio.get_running_loop().time() - started
+            assert waited <= 45  # 30 s expiry + one 10 s sweep, plus slack
+            assert "ghost" not in frames[-1].split('id="online"')[1]
+        ghost.transport.abort()
+    finally:
+        await asyncio.to_thread(doomed.stop)
