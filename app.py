@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart
 from quart_auth import QuartAuth
 
@@ -62,6 +63,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     for blueprint in (auth.bp, rooms.bp, live.bp, health.bp):
         app.register_blueprint(blueprint)
     errors.init_app(app)
+    if app.config["PROXY_HOPS"]:
+        # Behind N trusted reverse proxies: client address, scheme and host come from their
+        # X-Forwarded-* headers (per-IP limits, Secure cookies, Origin checks need the real ones).
+        app.asgi_app = ProxyFixMiddleware(  # type: ignore[method-assign]
+            app.asgi_app, mode="legacy", trusted_hops=app.config["PROXY_HOPS"]
+        )
     return app
 
 

@@ -38,6 +38,9 @@ INT_SETTINGS: dict[str, int] = {
     "SMTP_TIMEOUT_SECONDS": 10,
 }
 
+# Settings where 0 is meaningful (0 proxies in front of the app).
+COUNT_SETTINGS: dict[str, int] = {"PROXY_HOPS": 0}
+
 STR_SETTINGS: dict[str, str] = {
     "ENV": "development",
     "BIND": "127.0.0.1:8000",
@@ -63,7 +66,7 @@ class SmtpTarget:
 
 def apply_defaults(config: dict[str, Any]) -> None:
     """Fill every unset CHAT_* setting with its default."""
-    for defaults in (INT_SETTINGS, STR_SETTINGS, BOOL_SETTINGS):
+    for defaults in (INT_SETTINGS, COUNT_SETTINGS, STR_SETTINGS, BOOL_SETTINGS):
         for key, value in defaults.items():
             if config.get(key) is None:  # Quart's own defaults hold None for some (ENV)
                 config[key] = value
@@ -77,6 +80,10 @@ def validate(config: dict[str, Any], instance_path: str) -> None:
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(key, f"expected a whole number >= 1, got {value!r}")
+    for key in COUNT_SETTINGS:
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigError(key, f"expected a whole number >= 0, got {value!r}")
     for key in BOOL_SETTINGS:
         config[key] = _parse_bool(key, config[key])
     if config["ENV"] not in ("development", "production"):

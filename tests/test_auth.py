@@ -402,3 +402,20 @@ async def test_smtp_rejection_shows_clear_error_and_no_code(make_app, redis_sync
         assert redis_sync.keys("code:*") == []
     finally:
         controller.stop()
+
+
+async def test_per_ip_cap_uses_the_forwarded_address_behind_a_trusted_proxy(
+    make_app, inbox: Inbox
+) -> None:  # type: ignore[no-untyped-def]
+    app = await make_app(PROXY_HOPS=1, CODE_SENDS_PER_IP_PER_HOUR=1)
+    client = app.test_client()
+
+    async def ask(address: str, forwarded_for: str) -> int:
+        response = await client.post(
+            "/login", form={"email": address}, headers={"X-Forwarded-For": forwarded_for}
+        )
+        return response.status_code
+
+    assert await ask("one@example.org", "203.0.113.1") == 200
+    assert await ask("two@example.org", "203.0.113.1") == 429  # same client behind the proxy
+    assert await ask("three@example.org", "203.0.113.2") == 200  # another client

@@ -85,6 +85,7 @@ def test_make_run_entry_serves_and_leaves_no_process(tmp_path: Path) -> None:
         ({"CHAT_CODE_TTL_SECONDS": "-5"}, "CHAT_CODE_TTL_SECONDS"),
         ({"CHAT_COOKIE_SECURE": "maybe"}, "CHAT_COOKIE_SECURE"),
         ({"CHAT_ALLOWED_ORIGINS": "chat.example.org"}, "CHAT_ALLOWED_ORIGINS"),
+        ({"CHAT_PROXY_HOPS": "-1"}, "CHAT_PROXY_HOPS"),
     ],
 )
 def test_bad_setting_stops_start_up_with_one_line(
