@@ -227,9 +227,9 @@ async def test_a_killed_servers_people_drop_off_the_online_list(
             for pid in [doomed.process.pid, *descendants_of(doomed.process.pid)]:
                 os.kill(pid, signal.SIGKILL)
             started = asyncio.get_running_loop().time()
-            frames = await receive_until(watching, "ghost left", timeout=50)
+            frames = await receive_until(watching, "ghost left", timeout=60)
             waited = asyncio.get_running_loop().time() - started
-            assert waited <= 45  # 30 s expiry + one 10 s sweep, plus slack
+            assert waited <= 55  # 30 s expiry + one 10 s sweep, plus slack for a loaded machine
             assert "ghost" not in frames[-1].split('id="online"')[1]
         ghost.transport.abort()
     finally:
