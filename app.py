@@ -78,29 +78,21 @@ def main() -> None:
     from hypercorn.run import run
 
     from chat.embedded_redis import EmbeddedRedis, EmbeddedRedisError
-    from chat.settings import INT_SETTINGS, STR_SETTINGS, parse_bind
 
-    probe = Quart(__name__)
-    probe.config.from_prefixed_env("CHAT")
-    workers = probe.config.get("WORKERS", INT_SETTINGS["WORKERS"])
-    bind = str(probe.config.get("BIND", STR_SETTINGS["BIND"]))
-    try:
-        parse_bind(bind)
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ConfigError("WORKERS", f"expected a whole number >= 1, got {workers!r}")
-        create_app()  # validate every setting once, up front, in this process
-    except ConfigError as error:
-        if error.setting != "REDIS_URL":
-            raise
+    # Every setting checked once, here, before anything starts (the workers repeat it).
+    settings = Quart(__name__).config
+    settings.from_prefixed_env("CHAT")
+    apply_defaults(settings)
+    validate(settings, str(instance_dir()))
+    bind, workers = str(settings["BIND"]), int(settings["WORKERS"])
     embedded = None
-    if not os.environ.get("CHAT_REDIS_URL"):
+    if not settings["REDIS_URL"]:
         embedded = EmbeddedRedis(instance_dir() / "redis")
         try:
             os.environ["CHAT_REDIS_URL"] = embedded.start()
         except EmbeddedRedisError as error:
             sys.exit(f"Cannot start the embedded Redis server: {error}")
         print(f"Embedded Redis on {os.environ['CHAT_REDIS_URL']} (data in {embedded.data_dir})")
-    create_app()  # now fully configured: fail here, not in every worker
 
     hypercorn = Config.from_toml(str(ROOT / "hypercorn.toml"))
     hypercorn.application_path = "app:create_app()"

@@ -9,7 +9,6 @@ import os
 import re
 import resource
 import secrets
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -80,21 +79,15 @@ class Server(AppServer):
         super().__init__(settings, workers=workers, log_path=log_path)
 
     def start(self, timeout: float = 30) -> None:
-        self.launch()
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
-                    if response.status == 200 and len(self.worker_pids()) >= self.workers:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"server not ready within {timeout} s")
+        super().start(timeout)
+
+    def is_ready(self) -> bool:
+        """Ready for load: pub/sub round trip works and every worker is up."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=1) as response:
+                return response.status == 200 and len(self.worker_pids()) >= self.workers
+        except OSError:
+            return False
 
     def pids(self) -> list[int]:
         if self.process is None:
@@ -122,22 +115,15 @@ class Server(AppServer):
                 per[pid] = {"cpu": stat[0], "rss": stat[1]}
         return {"total_cpu": sum(p["cpu"] for p in per.values()), "processes": per}
 
-    def stop(self, timeout: float = 15) -> None:
-        if self.process is None:
-            return
+    def stop(self, timeout: float = 15) -> int | None:
         family = self.pids()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        code = super().stop(timeout)
         for pid in family[1:]:  # leftovers, by id
             try:
                 os.kill(pid, 9)
             except OSError:
                 pass
+        return code
 
 
 class Valkey:

@@ -108,11 +108,17 @@ class EmbeddedRedis:
         raise EmbeddedRedisError(f"Redis server did not answer within {timeout:.0f} s")
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
+        if self.process is not None:
+            stop_process(self.process, timeout)
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGTERM, then SIGKILL if it is still there after `timeout`; the exit code."""
+    if process.poll() is None:
+        process.terminate()
         try:
-            self.process.wait(timeout)
+            process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            process.kill()
+            process.wait()
+    return process.returncode

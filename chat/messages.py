@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -60,7 +61,13 @@ def room_channel(slug: str) -> str:
 
 def author_tag(email: str) -> str:
     """A stable, keyed tag for data-author, so email addresses stay out of the page."""
-    key = hashlib.sha256(store.secret()).digest()
+    return _keyed_tag(store.secret(), email)
+
+
+@functools.lru_cache(maxsize=4096)
+def _keyed_tag(secret: bytes, email: str) -> str:
+    # Every rendered message needs its author's tag (twice: data-author and the avatar hue).
+    key = hashlib.sha256(secret).digest()
     return hashlib.blake2b(email.encode(), key=key, digest_size=8).hexdigest()
 
 

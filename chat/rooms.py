@@ -46,13 +46,17 @@ async def create(redis: Redis, name: str, slug: str) -> bool:
 
 
 async def name_of(redis: Redis, slug: str) -> str | None:
-    if slug == DEFAULT_ROOM:
+    name: str | None = await redis.hget(_KEY, slug)
+    if name is None and slug == DEFAULT_ROOM:  # first use, or Redis came back empty
         await ensure_default(redis)
-    return await redis.hget(_KEY, slug)  # type: ignore[no-any-return]
+        return DEFAULT_ROOM
+    return name
 
 
 async def all_rooms(redis: Redis) -> list[tuple[str, str]]:
     """(slug, name) pairs, "general" first, then by name."""
-    await ensure_default(redis)
     rooms: dict[str, str] = await redis.hgetall(_KEY)
+    if DEFAULT_ROOM not in rooms:  # first use, or Redis came back empty
+        await ensure_default(redis)
+        rooms[DEFAULT_ROOM] = DEFAULT_ROOM
     return sorted(rooms.items(), key=lambda item: (item[0] != DEFAULT_ROOM, item[1].lower()))

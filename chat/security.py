@@ -25,6 +25,8 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 def origin_allowed(origin: str, host: str) -> bool:
     """Is `origin` in CHAT_ALLOWED_ORIGINS, or (by default) the same host as the request?"""
+    if origin == "null":  # sandboxed or opaque origins are never ours
+        return False
     allowed: list[str] = current_app.config["ALLOWED_ORIGINS"]
     if allowed:
         return origin.rstrip("/") in {o.rstrip("/") for o in allowed}
@@ -41,9 +43,7 @@ def init_app(app: Quart) -> None:
         if fetch_site and fetch_site not in ("same-origin", "none"):
             abort(403)
         origin = request.headers.get("Origin")
-        if origin and origin != "null" and not origin_allowed(origin, request.host):
-            abort(403)
-        if origin == "null":
+        if origin and not origin_allowed(origin, request.host):
             abort(403)
 
     @app.after_request
