@@ -25,6 +25,8 @@ bp = Blueprint("live", __name__)
 log = logging.getLogger("chat.live")
 
 MAX_FRAME_BYTES = 64 * 1024
+# At most this many queued fragments are joined into one outgoing frame.
+BATCH_LIMIT = 64
 
 # Close codes: hx-ws reconnects after 1001/1011-1014 and stays closed after 1003/1008/1009.
 CLOSE_UNSUPPORTED = 1003
@@ -147,22 +149,36 @@ class RoomSocket:
             await self.close_slow_socket()
 
     async def forward_items(self, subscription: Subscription) -> None:
-        async for item in subscription:
-            if item is Signal.OVERFLOW:
-                await self.close_slow_socket()
-                return
-            if item is Signal.GAP:
-                await self.send_backfill()
-                continue
-            key, _, frame = item.partition("\n")
-            if key == "revoke":
-                await self.close(CLOSE_POLICY, "signed out")
-                return
-            if key:
-                if self.last_id is not None and history.id_key(key) <= history.id_key(self.last_id):
-                    continue  # already sent in the backfill
-                self.last_id = key
-            await websocket.send(frame)
+        async for first in subscription:
+            # Under load several messages wait in the queue: one frame carries them all, so
+            # the framing and the send() syscall are paid once per batch, not per message.
+            batch: list[str] = []
+            for item in (first, *subscription.take_ready(BATCH_LIMIT)):
+                if item is Signal.OVERFLOW:
+                    await self.close_slow_socket()
+                    return
+                if item is Signal.GAP:
+                    await self.send_batch(batch)
+                    await self.send_backfill()
+                    continue
+                key, _, frame = item.partition("\n")
+                if key == "revoke":
+                    await self.send_batch(batch)
+                    await self.close(CLOSE_POLICY, "signed out")
+                    return
+                if key:
+                    if self.last_id is not None and history.id_key(key) <= history.id_key(
+                        self.last_id
+                    ):
+                        continue  # already sent in the backfill
+                    self.last_id = key
+                batch.append(frame)
+            await self.send_batch(batch)
+
+    async def send_batch(self, batch: list[str]) -> None:
+        if batch:
+            await websocket.send("".join(batch))
+            batch.clear()
 
     async def close_slow_socket(self) -> None:
         log.warning("closing a socket that fell behind (room %s)", self.slug)

@@ -60,6 +60,13 @@ class Subscription:
             if self.on_overflow is not None:
                 self.on_overflow()
 
+    def take_ready(self, limit: int) -> list[str | Signal]:
+        """Up to `limit` more items that are already queued, without waiting."""
+        items: list[str | Signal] = []
+        while len(items) < limit and not self.queue.empty():
+            items.append(self.queue.get_nowait())
+        return items
+
     def __aiter__(self) -> AsyncIterator[str | Signal]:
         return self
 
