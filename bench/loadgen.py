@@ -24,6 +24,9 @@ from bench.stack import Server, Smtp, Valkey, raise_nofile, server_settings
 from chat.history import stream_key
 
 SOURCE_IPS = [f"127.0.0.{n}" for n in range(2, 10)]  # 8 x 28k ephemeral ports
+# After the last step, wait up to this long (until 1 s passes with nothing received) so that
+# an overloaded server can work off its backlog: what is still missing then is lost.
+DRAIN_SECONDS = 60
 
 
 @dataclass
@@ -337,7 +340,9 @@ async def _drive(
         if valkey is not None:
             valkey.reset_stats()
         t0 = time.time() + 0.5
-        pool.send("load", {"t0": t0, "rates": cell.rates, "senders": senders, "drain": 10})
+        pool.send(
+            "load", {"t0": t0, "rates": cell.rates, "senders": senders, "drain": DRAIN_SECONDS}
+        )
         profile = None
         for step in range(len(cell.rates) + 1):
             await asyncio.sleep(max(0.0, t0 + step * cell.step_seconds - time.time()))
