@@ -73,17 +73,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
 
 
 def main() -> None:
-    """`make run`: hypercorn on CHAT_BIND with CHAT_WORKERS, plus Redis when none is configured."""
-    from hypercorn.config import Config
-    from hypercorn.run import run
-
+    """`make run`: the supervised workers on CHAT_BIND, plus Redis when none is configured."""
+    from chat import serve
     from chat.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 
-    # Every setting checked once, here, before anything starts (the workers repeat it).
-    settings = Quart(__name__).config
-    settings.from_prefixed_env("CHAT")
-    apply_defaults(settings)
-    validate(settings, str(instance_dir()))
+    settings = serve.load_settings(str(instance_dir()))
+    logs.configure(settings["LOG_FORMAT"])
     bind, workers = str(settings["BIND"]), int(settings["WORKERS"])
     embedded = None
     if not settings["REDIS_URL"]:
@@ -94,13 +89,9 @@ def main() -> None:
             sys.exit(f"Cannot start the embedded Redis server: {error}")
         print(f"Embedded Redis on {os.environ['CHAT_REDIS_URL']} (data in {embedded.data_dir})")
 
-    hypercorn = Config.from_toml(str(ROOT / "hypercorn.toml"))
-    hypercorn.application_path = "app:create_app()"
-    hypercorn.bind = [bind]
-    hypercorn.workers = workers
     print(f"Chat on http://{bind}  (workers: {workers}; Ctrl-C stops)", flush=True)
     try:
-        exit_code = run(hypercorn)
+        exit_code = serve.supervise(serve.hypercorn_config(bind), workers)
     finally:
         if embedded is not None:
             embedded.stop()

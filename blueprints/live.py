@@ -9,9 +9,10 @@ import logging
 import re
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 
-from quart import Blueprint, abort, current_app, websocket
+from quart import Blueprint, Quart, abort, current_app, websocket
+from quart.blueprints import BlueprintSetupState
 
 from chat import bus as bus_module
 from chat import history, live_room, presence, rooms, security, sessions, store
@@ -32,12 +33,40 @@ BATCH_LIMIT = 64
 CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+CLOSE_RESTART = 1012
 CLOSE_TRY_AGAIN = 1013
+
+
+class OpenSockets:
+    """This worker's open room sockets, so that a shutdown can close them all with 1012."""
+
+    def __init__(self) -> None:
+        self.sockets: set[RoomSocket] = set()
+        self.closing = False
+
+
+def keep_open_sockets(state: BlueprintSetupState) -> None:
+    state.app.extensions["live"] = OpenSockets()
+
+
+bp.record_once(keep_open_sockets)
+
+
+async def close_all(app: Quart) -> None:
+    """Refuse new sockets and close the open ones with 1012: hx-ws reconnects elsewhere."""
+    open_sockets: OpenSockets = app.extensions["live"]
+    open_sockets.closing = True
+    sockets = list(open_sockets.sockets)
+    if sockets:
+        log.info("server restarting: closing %d sockets with 1012", len(sockets))
+    await asyncio.gather(*(s.close(CLOSE_RESTART, "server restarting") for s in sockets))
 
 
 @bp.websocket("/rooms/<slug>/ws")
 async def room_socket(slug: str) -> None:
     """Live room for one signed-in browser tab."""
+    if current_app.extensions["live"].closing:
+        abort(503)  # this worker is stopping; hx-ws retries, and finds another one
     origin = websocket.headers.get("Origin")
     if origin and not security.origin_allowed(origin, websocket.host):
         abort(403)
@@ -59,6 +88,9 @@ class RoomSocket:
         self.last_id = after
         self.epoch = epoch
         self.socket_id = secrets.token_hex(8)
+        # The connection itself, not the context-bound proxy: a shutdown closes it from
+        # outside the handler's context.
+        self.websocket = cast(Any, websocket)._get_current_object()
         config = current_app.config
         self.rate = float(config["WS_MESSAGES_PER_SECOND"])
         self.burst = float(config["WS_BURST"])
@@ -85,21 +117,32 @@ class RoomSocket:
     async def serve(self) -> None:
         bus = bus_module.bus()
         channels = (room_channel(self.slug), session_channel(self.session.id))
+        open_sockets: OpenSockets = current_app.extensions["live"]
         async with bus.subscribe(*channels) as subscription:
             await websocket.accept()
-            log.info("websocket open: room %s", self.slug)
-            await self.send_backfill()
-            await self.join()
             self.handler = asyncio.current_task()
-            forwarding = asyncio.create_task(self.forward(subscription))
-            subscription.on_overflow = forwarding.cancel
+            open_sockets.sockets.add(self)  # from here on, a restart closes it with 1012
             try:
-                await self.receive()
+                if open_sockets.closing:  # the restart began while this socket was set up
+                    await self.close(CLOSE_RESTART, "server restarting")
+                    return
+                await self.live(subscription)
             finally:
-                forwarding.cancel()
-                # The handler is being cancelled (the peer left); leaving the room is
-                # bookkeeping that must finish anyway, so it runs in its own task.
-                current_app.add_background_task(self.leave)
+                open_sockets.sockets.discard(self)
+
+    async def live(self, subscription: Subscription) -> None:
+        log.info("websocket open: room %s", self.slug)
+        await self.send_backfill()
+        await self.join()
+        forwarding = asyncio.create_task(self.forward(subscription))
+        subscription.on_overflow = forwarding.cancel
+        try:
+            await self.receive()
+        finally:
+            forwarding.cancel()
+            # The handler is being cancelled (the peer left); leaving the room is
+            # bookkeeping that must finish anyway, so it runs in its own task.
+            current_app.add_background_task(self.leave)
 
     async def send_backfill(self) -> None:
         current = await history.epoch(store.redis(), self.slug)
@@ -135,6 +178,10 @@ class RoomSocket:
             return  # shutting down: the presence entry expires by itself
         try:
             await sessions.release_socket(store.redis(), self.session.id, self.socket_id)
+            if self.close_code == CLOSE_RESTART:
+                # Not a departure: the browser reconnects to another worker at once. The entry
+                # expires (30 s) and the sweep says "left" only if it never came back.
+                return
             if await presence.leave(store.redis(), self.slug, self.session.email, self.socket_id):
                 await live_room.announce(self.slug, self.session.email, "left")
         except store.REDIS_DOWN as error:
@@ -188,7 +235,7 @@ class RoomSocket:
         """Close with `code` and end the handler (a peer that stopped reading may never answer)."""
         self.close_code = code
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(websocket.close(code, reason), timeout=2)
+            await asyncio.wait_for(self.websocket.close(code, reason), timeout=2)
         if self.handler is not None:
             self.handler.cancel()
 

@@ -1,7 +1,8 @@
-"""The app as a real server process (hypercorn, the production entry) for browser and fault tests."""
+"""The app as a real server process (the production entry) for browser and fault tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 class AppServer:
-    """`hypercorn --config hypercorn.toml "app:create_app()"` on a free port."""
+    """`python -m chat.serve` (hypercorn workers, `hypercorn.toml`) on a free port."""
 
     def __init__(
         self, settings: dict[str, Any], workers: int = 1, log_path: Path | None = None
@@ -32,21 +33,11 @@ class AppServer:
         return f"http://127.0.0.1:{self.port}"
 
     def command(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "hypercorn",
-            "--config",
-            "hypercorn.toml",
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--workers",
-            str(self.workers),
-            "app:create_app()",
-        ]
+        return [sys.executable, "-m", "chat.serve"]
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+        env.update({"CHAT_BIND": f"127.0.0.1:{self.port}", "CHAT_WORKERS": str(self.workers)})
         env.update(
             {
                 f"CHAT_{k}": str(v).lower() if isinstance(v, bool) else str(v)
@@ -93,6 +84,37 @@ class AppServer:
         if self.process is None:
             return None
         return stop_process(self.process, timeout)
+
+    def worker_pids(self) -> list[int]:
+        """The supervisor's worker processes (not multiprocessing's resource tracker)."""
+        assert self.process is not None
+        return [pid for pid in children_of(self.process.pid) if "spawn_main" in command_line(pid)]
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def connection_owners(pids: list[int]) -> dict[int, int]:
+    """Client port -> pid of the process holding that TCP connection's server end."""
+    inode_owner = {}
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inode_owner[int(target[8:-1])] = pid
+    owners = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            owner = inode_owner.get(int(fields[9]))
+            if owner is not None:
+                owners[int(fields[2].rsplit(":", 1)[1], 16)] = owner
+    return owners
 
 
 def children_of(pid: int) -> list[int]:

@@ -1,20 +1,33 @@
-"""Redis going away and coming back: honest errors while down, healing without a restart."""
+"""Faults: Redis lost and back, a worker killed: honest errors, healing without a restart."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import websockets
 from quart import Quart
 
 from chat.embedded_redis import EmbeddedRedis
 from tests.conftest import SECRET, sign_in
+from tests.servers import AppServer, connection_owners
 from tests.support import Inbox, SmtpServer
 from tests.test_live import receive_until, send
+from tests.test_server import (
+    server_settings,
+    sign_in_http,
+    socket_on,
+    socket_url,
+    sockets_on_every_worker,
+    wait_for_text,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -199,38 +212,71 @@ async def test_history_check_every_acknowledged_message_once_in_order(
         assert received[name] == stored, name
 
 
-async def test_a_killed_servers_people_drop_off_the_online_list(
-    redis_url: str, smtp_server: SmtpServer, inbox: Inbox, make_app: Any
+async def test_a_killed_worker_is_replaced_its_clients_catch_up_and_its_people_expire(
+    redis_url: str, smtp_server: SmtpServer, inbox: Inbox, tmp_path: Path
 ) -> None:
-    """A server process dies with SIGKILL: its sockets' presence expires and others are told."""
-    import os
-    import signal
-
-    import websockets
-
-    from tests.servers import AppServer, descendants_of
-    from tests.test_server import server_settings, sign_in_http, socket_url, wait_for_text
-
-    doomed = AppServer(server_settings(redis_url, smtp_server))
-    await asyncio.to_thread(doomed.start)
-    survivor = await make_app()
-    watcher = survivor.test_client()
-    await sign_in(watcher, inbox, "watcher@example.org")
+    """SIGKILL one of two workers: the supervisor starts a new one, the dead worker's clients
+    reconnect and get what they missed, the other worker's clients notice nothing, and people
+    who were only on the dead worker drop off the Online list (30 s expiry + sweep)."""
+    server = AppServer(
+        server_settings(redis_url, smtp_server), workers=2, log_path=tmp_path / "server.log"
+    )
+    await asyncio.to_thread(server.start)
+    opened: list[Any] = []
     try:
-        cookie = await sign_in_http(doomed.url, inbox, "ghost@example.org")
-        ghost = await websockets.connect(socket_url(doomed), additional_headers={"Cookie": cookie})
-        await wait_for_text(ghost, "ghost joined")
-        async with watcher.websocket("/rooms/general/ws") as watching:
-            frames = await receive_until(watching, 'id="online"')
-            assert "ghost" in frames[-1].split('id="online"')[1]
-            assert doomed.process is not None
-            for pid in [doomed.process.pid, *descendants_of(doomed.process.pid)]:
-                os.kill(pid, signal.SIGKILL)
-            started = asyncio.get_running_loop().time()
-            frames = await receive_until(watching, "ghost left", timeout=60)
-            waited = asyncio.get_running_loop().time() - started
-            assert waited <= 55  # 30 s expiry + one 10 s sweep, plus slack for a loaded machine
-            assert "ghost" not in frames[-1].split('id="online"')[1]
-        ghost.transport.abort()
+        bob = await sign_in_http(server.url, inbox, "bob@example.org")
+        by_worker = await sockets_on_every_worker(server, bob, per_worker=2)
+        opened += [ws for sockets in by_worker.values() for ws in sockets]
+        doomed, survivor = list(by_worker)
+        # Alice watches from the surviving worker; Ghost is only on the doomed one.
+        alice = await sign_in_http(server.url, inbox, "alice@example.org")
+        watcher = await socket_on(server, alice, survivor)
+        opened.append(watcher)
+        ghost_cookie = await sign_in_http(server.url, inbox, "ghost@example.org")
+        opened.append(await socket_on(server, ghost_cookie, doomed))
+        await wait_for_text(watcher, "ghost joined")
+
+        await watcher.send(json.dumps({"body": "before the kill", "client_id": "kill-msg-1"}))
+        last_seen = {}
+        for ws in opened:
+            frame = await wait_for_text(ws, "before the kill")
+            last_seen[ws] = re.findall(r'id="m-(\d+-\d+)"', frame)[-1]
+
+        os.kill(doomed, signal.SIGKILL)
+        for ws in by_worker[doomed]:
+            with pytest.raises(websockets.ConnectionClosed):
+                async with asyncio.timeout(10):
+                    while True:
+                        await ws.recv()
+        await watcher.send(json.dumps({"body": "while it was down", "client_id": "kill-msg-2"}))
+        for ws in by_worker[survivor]:
+            await wait_for_text(ws, "while it was down")
+
+        # What hx-ws does after 1006: reconnect with the page's last id, and catch up.
+        for ws in by_worker[doomed]:
+            again = await websockets.connect(
+                socket_url(server) + f"?after={last_seen[ws]}", additional_headers={"Cookie": bob}
+            )
+            opened.append(again)
+            frame = await wait_for_text(again, "while it was down")
+            assert frame.count("while it was down") == 1 and "before the kill" not in frame
+
+        async with asyncio.timeout(15):
+            while len(workers := server.worker_pids()) < 2 or doomed in workers:
+                await asyncio.sleep(0.1)
+        assert survivor in workers and server.process is not None
+        assert server.process.poll() is None  # the server as a whole never went down
+        log = (tmp_path / "server.log").read_text()
+        assert f"worker {doomed} ended (killed by SIGKILL); starting a new one" in log, log
+        assert connection_owners(workers)[watcher.local_address[1]] == survivor
+
+        started = asyncio.get_running_loop().time()
+        frame = await wait_for_text(watcher, "ghost left", timeout=60)
+        waited = asyncio.get_running_loop().time() - started
+        assert waited <= 55  # 30 s expiry + one 10 s sweep, plus slack for a loaded machine
+        online = frame.split('id="online"')[1]
+        assert "ghost" not in online and "bob" in online
     finally:
-        await asyncio.to_thread(doomed.stop)
+        for ws in opened:
+            ws.transport.abort()
+        await asyncio.to_thread(server.stop)

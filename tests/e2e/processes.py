@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-from pathlib import Path
 
-from tests.servers import AppServer
+from tests.servers import AppServer, descendants_of
 
 
 def crash(server: AppServer) -> None:
-    """SIGKILL the hypercorn worker: its sockets drop without a close frame (1006)."""
+    """SIGKILL the supervisor, then its workers: sockets drop without a close frame (1006)."""
     if server.process is None or server.process.poll() is not None:
         return
-    pid = server.process.pid
-    children = [
-        int(child)
-        for task in Path(f"/proc/{pid}/task").iterdir()
-        for child in (task / "children").read_text().split()
-    ]
-    assert children, "hypercorn runs its app in worker processes"
-    for child in children:
-        os.kill(child, signal.SIGKILL)
-    server.process.wait(10)  # the parent stops once its worker died
+    # Frozen first, so that it cannot start new workers, and killed last: its death would
+    # send the workers SIGTERM (a graceful 1012 close) if they were still alive.
+    server.process.send_signal(signal.SIGSTOP)
+    for pid in descendants_of(server.process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    server.process.kill()
+    server.process.wait(10)

@@ -1,7 +1,8 @@
 """Missed messages come back after the socket drops: each exactly once, in order.
 
 hx-ws closes its socket while the tab is hidden and reconnects when it is visible again; a
-crashed server drops it too (close 1006) and hx-ws retries with backoff. On every reconnect
+crashed server drops it too (close 1006), a stopping one closes it with 1012, and hx-ws
+retries with backoff either way. On every reconnect
 the server sends the backfill, and the upsert swap keyed by message id forbids duplicates.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -70,23 +71,37 @@ async def test_hidden_tab_catches_up_when_visible_again(cast: Cast) -> None:
     await ada.sees("one", "two", "three", "four", "back")
 
 
-async def test_a_crashed_server_is_caught_up_after_its_restart(
-    cast: Cast, second_server: AppServer
+def stop_gracefully(server: AppServer) -> None:
+    """SIGTERM: the server closes its sockets with 1012 and exits."""
+    assert server.stop() == 0
+
+
+@pytest.mark.parametrize(("stop", "close_code"), [(crash, 1006), (stop_gracefully, 1012)])
+async def test_a_stopped_server_is_caught_up_after_its_restart(
+    cast: Cast, second_server: AppServer, stop: Callable[[AppServer], None], close_code: int
 ) -> None:
     ada = await cast.person("ada@example.org")
     bob = await cast.person("bob@example.org", base_url=second_server.url)
     await ada.open_room("general")
     await bob.open_room("general")
+    await bob.page.evaluate(
+        """() => {
+            window.closeCodes = [];
+            document.addEventListener("htmx:ws:close", e => window.closeCodes.push(e.detail.code));
+        }"""
+    )
     await ada.send("one")
     await bob.sees("one")  # from server to server through Redis
 
     # While Bob's server is down, his browser's reconnect attempts fail, as they should.
     cast.expect_console(rf"WebSocket connection to 'ws://127\.0\.0\.1:{second_server.port}/")
     cast.expect_console(r"^htmx: htmx:ws:error: ")
-    await asyncio.to_thread(crash, second_server)
+    await asyncio.to_thread(stop, second_server)
     await ada.send("two")
     await ada.send("three")
     assert await bob.bodies() == ["one"]
+    await bob.page.wait_for_function("window.closeCodes.length > 0")
+    assert (await bob.page.evaluate("window.closeCodes"))[0] == close_code
 
     await asyncio.to_thread(second_server.start)
     # hx-ws backs off 0.5 s, 1 s, 2 s, 4 s (+-30 %) between attempts.
