@@ -56,7 +56,8 @@ def init_app(app: Quart) -> None:
 
 
 async def redis_down(error: Exception) -> tuple[str, int]:
-    log.warning("Redis unreachable on %s: %s", _path(), error)
+    # Some redis-py errors (a pool wait that timed out) carry no text: name the kind too.
+    log.warning("Redis unreachable on %s: %s: %s", _path(), type(error).__name__, error)
     return await page(
         503, TITLES[503], "The chat cannot reach its database right now. Try again in a moment."
     ), 503
