@@ -293,7 +293,7 @@ async def main(spec: dict[str, Any], pipe: Any) -> None:
             await asyncio.gather(
                 *(gen.send_steps(c, arg["rates"], arg["senders"], pad) for c in senders)
             )
-            await gen.drain(quiet=1.0, limit=arg.get("drain", 10))
+            await gen.drain(quiet=5.0, limit=arg.get("drain", 10))
             pipe.send(("done", gen.report()))
         elif kind == "disconnect":
             await gen.close_all()

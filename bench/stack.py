@@ -181,5 +181,6 @@ def server_settings(redis_url: str, smtp_url: str, **overrides: Any) -> dict[str
         "WS_MESSAGES_PER_SECOND": 100_000,
         "WS_BURST": 100_000,
         "WS_MAX_SOCKETS_PER_SESSION": 1000,
+        "HISTORY_MAXLEN": 1_000_000,  # keep every message, so the bench can count what was stored
         **overrides,
     }
