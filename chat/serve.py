@@ -127,7 +127,10 @@ def start_worker(
 
 def ended(running: dict[BaseProcess, Event], timeout: float) -> list[BaseProcess]:
     gone = set(wait([process.sentinel for process in running], timeout=timeout))
-    return [process for process in running if process.sentinel in gone]
+    finished = [process for process in running if process.sentinel in gone]
+    for process in finished:
+        process.join()  # its sentinel can close a moment before its exit code can be read
+    return finished
 
 
 def describe(exit_code: int | None) -> str:
