@@ -9,10 +9,11 @@ import logging
 import re
 import secrets
 import time
-from typing import Any, cast
+from typing import Any
 
 from quart import Blueprint, Quart, abort, current_app, websocket
 from quart.blueprints import BlueprintSetupState
+from quart.wrappers import Websocket
 
 from chat import bus as bus_module
 from chat import history, live_room, presence, rooms, security, sessions, store
@@ -90,7 +91,7 @@ class RoomSocket:
         self.socket_id = secrets.token_hex(8)
         # The connection itself, not the context-bound proxy: a shutdown closes it from
         # outside the handler's context.
-        self.websocket = cast(Any, websocket)._get_current_object()
+        self.websocket: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
         config = current_app.config
         self.rate = float(config["WS_MESSAGES_PER_SECOND"])
         self.burst = float(config["WS_BURST"])
@@ -129,6 +130,10 @@ class RoomSocket:
                 await self.live(subscription)
             finally:
                 open_sockets.sockets.discard(self)
+                # The handler is being cancelled (the peer left); leaving the room (and giving
+                # the session's socket back) is bookkeeping that must finish anyway, so it
+                # runs in its own task.
+                current_app.add_background_task(self.leave)
 
     async def live(self, subscription: Subscription) -> None:
         log.info("websocket open: room %s", self.slug)
@@ -140,9 +145,6 @@ class RoomSocket:
             await self.receive()
         finally:
             forwarding.cancel()
-            # The handler is being cancelled (the peer left); leaving the room is
-            # bookkeeping that must finish anyway, so it runs in its own task.
-            current_app.add_background_task(self.leave)
 
     async def send_backfill(self) -> None:
         current = await history.epoch(store.redis(), self.slug)
@@ -233,7 +235,8 @@ class RoomSocket:
 
     async def close(self, code: int, reason: str) -> None:
         """Close with `code` and end the handler (a peer that stopped reading may never answer)."""
-        self.close_code = code
+        if self.close_code is None:  # the first close is the one the peer gets
+            self.close_code = code
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.websocket.close(code, reason), timeout=2)
         if self.handler is not None:

@@ -6,11 +6,12 @@ binds the listening socket once and shares it with CHAT_WORKERS spawned workers,
 does, and adds two things:
 
 - a worker that dies (SIGKILL, the OOM killer, a crash) is replaced; the other workers keep
-  their sockets, and the dead one's browsers reconnect to them. A worker that ends before it
-  ever served (a bad setting, a missing module) stops the server with exit 1 instead;
-- SIGTERM or SIGINT (or SIGTERM to a single worker, to restart just that one) makes each worker
-  refuse new sockets, close its open ones with 1012 "service restart" so hx-ws reconnects and
-  backfills, then let hypercorn finish its requests within `graceful_timeout`.
+  their sockets, and the dead one's browsers reconnect to them. A worker that fails by itself
+  before it ever served (a bad setting, a missing module) stops the server with exit 1;
+- SIGTERM or SIGINT to the supervisor is passed on to the workers as SIGTERM (SIGTERM to a
+  single worker restarts just that one): each worker refuses new sockets, closes its open ones
+  with 1012 "service restart" so hx-ws reconnects and backfills, and lets hypercorn finish
+  within `graceful_timeout`; a worker still running 2 s after that is killed.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import time
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
-from multiprocessing.synchronize import Event
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -41,8 +43,9 @@ from chat.settings import ConfigError, apply_defaults, validate
 log = logging.getLogger("chat.serve")
 
 ROOT = Path(__file__).resolve().parent.parent
-# After graceful_timeout, workers still running get this long before SIGKILL.
-KILL_AFTER_SECONDS = 5.0
+# After graceful_timeout, workers still running get this long before SIGKILL (the whole stop
+# stays within the 10 s that container runtimes wait before their own SIGKILL).
+KILL_AFTER_SECONDS = 2.0
 
 
 def load_settings(instance_path: str) -> dict[str, Any]:
@@ -68,88 +71,119 @@ def supervise(config: Config, workers: int) -> int:
         log.error("cannot listen on %s: %s", ", ".join(config.bind), error)
         return 1
     context = multiprocessing.get_context("spawn")
-    stop = context.Event()
     stopping = False
 
-    def stop_all(reason: str) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         nonlocal stopping
         if not stopping:
-            log.info("%s: stopping the workers", reason)
+            log.info("%s: stopping the workers", signal.Signals(signum).name)
         stopping = True
-        stop.set()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop_all(signal.Signals(signum).name)
-
-    # Ignored while spawning so the workers inherit it: Ctrl-C reaches the whole process
-    # group, and only this process should act on it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    running: dict[BaseProcess, Event] = {}  # worker -> set once it serves
-    for _ in range(workers):
-        start_worker(context, config, sockets, stop, running)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-
+    running: list[Worker] = []
     exit_code = 0
-    while running and not stopping:
-        for process in ended(running, timeout=0.5):
-            if not running.pop(process).is_set():  # it never served: a restart would fail too
-                exit_code = 1
-                stop_all(f"worker {process.pid} failed to start ({describe(process.exitcode)})")
-                break
-            log.warning(
-                "worker %s ended (%s); starting a new one", process.pid, describe(process.exitcode)
-            )
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            start_worker(context, config, sockets, stop, running)
-            signal.signal(signal.SIGINT, on_signal)
-
-    deadline = time.monotonic() + config.graceful_timeout + KILL_AFTER_SECONDS
-    for process in running:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            log.warning("worker %s still running after the grace period: killed", process.pid)
-            process.kill()
-            process.join()
-    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
-        sock.close()
+    try:
+        for _ in range(workers):
+            running.append(Worker.start(context, config, sockets))
+        while running and not stopping:
+            for worker in ended(running, timeout=0.5):
+                running.remove(worker)
+                code = worker.process.exitcode
+                if not worker.served() and code is not None and code > 0:
+                    # It failed on its own before serving (a bad setting, a missing module):
+                    # a new one would fail the same way.
+                    log.error("worker %s failed to start (exit %s); stopping", worker.pid, code)
+                    exit_code, stopping = 1, True
+                if stopping:
+                    break
+                log.warning("worker %s ended (%s); starting a new one", worker.pid, describe(code))
+                if not worker.served():
+                    time.sleep(1)  # killed while starting: do not spin if that repeats
+                running.append(Worker.start(context, config, sockets))
+    finally:
+        if stop_workers(running, config.graceful_timeout + KILL_AFTER_SECONDS):
+            exit_code = 1
+        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+            sock.close()
     return exit_code
 
 
-def start_worker(
-    context: Any, config: Config, sockets: Sockets, stop: Event, running: dict[BaseProcess, Event]
-) -> None:
-    ready = context.Event()
-    process = context.Process(target=run_worker, args=(config, sockets, stop, ready))
-    process.start()
-    running[process] = ready
+class Worker:
+    """One worker process, and the pipe on which it says once that it serves."""
+
+    def __init__(self, process: BaseProcess, ready: Connection) -> None:
+        self.process = process
+        self.ready = ready
+        self._served = False
+
+    @classmethod
+    def start(cls, context: SpawnContext, config: Config, sockets: Sockets) -> Worker:
+        reader, writer = context.Pipe(duplex=False)
+        process = context.Process(target=run_worker, args=(config, sockets, writer, os.getpid()))
+        process.start()
+        writer.close()
+        return cls(process, reader)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid
+
+    def served(self) -> bool:
+        if not self._served:
+            with contextlib.suppress(EOFError, OSError):
+                if self.ready.poll():
+                    self._served = self.ready.recv_bytes() == b"ready"
+        return self._served
 
 
-def ended(running: dict[BaseProcess, Event], timeout: float) -> list[BaseProcess]:
-    gone = set(wait([process.sentinel for process in running], timeout=timeout))
-    finished = [process for process in running if process.sentinel in gone]
-    for process in finished:
-        process.join()  # its sentinel can close a moment before its exit code can be read
+def ended(running: list[Worker], timeout: float) -> list[Worker]:
+    gone = set(wait([worker.process.sentinel for worker in running], timeout=timeout))
+    finished = [worker for worker in running if worker.process.sentinel in gone]
+    for worker in finished:
+        worker.process.join()  # its sentinel can close a moment before its exit code is known
     return finished
+
+
+def stop_workers(running: list[Worker], timeout: float) -> bool:
+    """SIGTERM every worker (each closes its sockets with 1012); True if one had to be killed."""
+    for worker in running:
+        with contextlib.suppress(ProcessLookupError, TypeError):
+            os.kill(worker.process.pid, signal.SIGTERM)  # type: ignore[arg-type]
+    deadline = time.monotonic() + timeout
+    killed = False
+    for worker in running:
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+        if worker.process.is_alive():
+            log.warning("worker %s still running after the grace period: killed", worker.pid)
+            worker.process.kill()
+            worker.process.join()
+            killed = True
+    return killed
 
 
 def describe(exit_code: int | None) -> str:
     if exit_code is not None and exit_code < 0:
-        return f"killed by {signal.Signals(-exit_code).name}"
+        try:
+            return f"killed by {signal.Signals(-exit_code).name}"
+        except ValueError:
+            return f"killed by signal {-exit_code}"
     return f"exit {exit_code}"
 
 
-def run_worker(config: Config, sockets: Sockets, stop: Event, ready: Event) -> None:
+def run_worker(config: Config, sockets: Sockets, ready: Connection, supervisor: int) -> None:
+    # Ctrl-C in a terminal reaches the whole process group: the supervisor decides.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()  # a supervisor killed with SIGKILL leaves no worker holding the port
+    if os.getppid() != supervisor:
+        return  # it died before the line above took effect
     from app import create_app  # in the worker: each process builds its own app
 
-    die_with_parent()  # a supervisor killed with SIGKILL leaves no worker holding the port
     app = create_app()
-    asyncio.run(serve_worker(app, config, sockets, stop, ready))
+    asyncio.run(serve_worker(app, config, sockets, ready))
 
 
-async def serve_worker(
-    app: Quart, config: Config, sockets: Sockets, stop: Event, ready: Event
-) -> None:
+async def serve_worker(app: Quart, config: Config, sockets: Sockets, ready: Connection) -> None:
     from blueprints import live
 
     asked = asyncio.Event()
@@ -158,10 +192,10 @@ async def serve_worker(
     loop.set_exception_handler(ignore_cancelled_connections)
 
     async def shutdown_trigger() -> None:
-        ready.set()  # hypercorn calls this once the app has started and the sockets listen
-        while not (stop.is_set() or asked.is_set()):
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asked.wait(), timeout=0.1)
+        # hypercorn calls this once the app has started and the sockets listen.
+        with contextlib.suppress(OSError):
+            ready.send_bytes(b"ready")
+        await asked.wait()
         await live.close_all(app)
 
     await worker_serve(
