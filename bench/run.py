@@ -34,6 +34,22 @@ DELIVERY_STEPS = [2_000, 5_000, 10_000, 20_000, 30_000]  # offered deliveries/s 
 MAX_MSGS_PER_S = 2_000  # a cap on offered messages/s when rooms are tiny
 
 
+def calibration_cell(rates: list[float], step_seconds: float) -> Cell:
+    """The generator against the trivial broadcast server (bench/calibrate.py)."""
+    return Cell(
+        clients=1000,
+        rooms=10,
+        workers=1,
+        rates=rates,
+        step_seconds=step_seconds,
+        max_seconds=120,
+    )
+
+
+async def calibrate(cell: Cell, out: Path) -> dict[str, Any]:
+    return {**await loadgen.run_load(cell, out / "echo", target="echo"), "target": "echo"}
+
+
 def matrix_cell(n: int, m: int, w: int) -> Cell:
     per_room = n / m
     rates = sorted({round(min(MAX_MSGS_PER_S, max(1.0, d / per_room)), 1) for d in DELIVERY_STEPS})
@@ -76,27 +92,9 @@ async def scenario(name: str, cells_filter: set[str] | None, out: Path) -> dict[
         )
         loads.append(await loadgen.run_load(cell, out / cell.name))
     elif name == "calibrate":
-        cell = Cell(
-            clients=1000,
-            rooms=10,
-            workers=1,
-            rates=[10, 50, 100, 200, 300, 400],
-            step_seconds=4.0,
-            max_seconds=120,
-        )
-        loads.append(
-            {**await loadgen.run_load(cell, out / "echo", target="echo"), "target": "echo"}
-        )
+        loads.append(await calibrate(calibration_cell([10, 50, 100, 200, 300, 400], 4.0), out))
     elif name == "default":
-        cal = Cell(
-            clients=1000,
-            rooms=10,
-            workers=1,
-            rates=[100, 200, 300, 400],
-            step_seconds=3.0,
-            max_seconds=120,
-        )
-        loads.append({**await loadgen.run_load(cal, out / "echo", target="echo"), "target": "echo"})
+        loads.append(await calibrate(calibration_cell([100, 200, 300, 400], 3.0), out))
         loads.append(await loadgen.run_load(FANOUT, out / FANOUT.name))
         result["idle"] = [
             await loadgen.run_idle(1500, True, out / "idle-deflate"),
@@ -116,15 +114,7 @@ async def scenario(name: str, cells_filter: set[str] | None, out: Path) -> dict[
             await loadgen.run_storm(5000, 10, 2, 20, out / "storm-pool", pool_size=2000),
         ]
     elif name == "full":
-        cal = Cell(
-            clients=1000,
-            rooms=10,
-            workers=1,
-            rates=[100, 200, 300, 400],
-            step_seconds=4.0,
-            max_seconds=120,
-        )
-        loads.append({**await loadgen.run_load(cal, out / "echo", target="echo"), "target": "echo"})
+        loads.append(await calibrate(calibration_cell([100, 200, 300, 400], 4.0), out))
         for n in (100, 1000, 5000, 10_000):
             for m in (1, 10, 100):
                 for w in (1, 2):

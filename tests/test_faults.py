@@ -32,13 +32,17 @@ from tests.test_server import (
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
-    """A Redis server this test may stop and start (same port, AOF on)."""
-    server = EmbeddedRedis(tmp_path / "redis", appendonly=True)
+def running_redis(data_dir: Path, appendonly: bool) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(data_dir, appendonly=appendonly)
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    """A Redis server this test may stop and start (same port, AOF on)."""
+    yield from running_redis(tmp_path / "redis", appendonly=True)
 
 
 @pytest.fixture
@@ -114,10 +118,7 @@ async def test_sign_in_fails_closed_while_redis_is_down(
 @pytest.fixture
 def forgetful_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
     """A Redis server without persistence: a restart loses everything."""
-    server = EmbeddedRedis(tmp_path / "redis-nopersist", appendonly=False)
-    server.start()
-    yield server
-    server.stop()
+    yield from running_redis(tmp_path / "redis-nopersist", appendonly=False)
 
 
 async def test_lost_history_makes_clients_reload_not_show_a_hole(

@@ -52,6 +52,14 @@ class Cast:
         await person.sign_in()
         return person
 
+    async def ada_and_bob_in_general(self, bob_url: str | None = None) -> tuple[Person, Person]:
+        """Two signed-in people, both live in #general (Bob's server may be another one)."""
+        ada = await self.person("ada@example.org")
+        bob = await self.person("bob@example.org", base_url=bob_url)
+        await ada.open_room("general")
+        await bob.open_room("general")
+        return ada, bob
+
     def watch(self, page: Page) -> None:
         def console(message: ConsoleMessage) -> None:
             text = message.text

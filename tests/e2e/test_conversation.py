@@ -80,10 +80,7 @@ async def test_sign_out_returns_to_login_and_back_shows_nothing(cast: Cast) -> N
 
 
 async def test_keyboard_only_tab_to_the_message_box_type_and_enter(cast: Cast) -> None:
-    ada = await cast.person("ada@example.org")
-    bob = await cast.person("bob@example.org")
-    await ada.open_room("general")
-    await bob.open_room("general")
+    ada, bob = await cast.ada_and_bob_in_general()
     page = ada.page
     await page.locator("body").focus()
     for _ in range(40):

@@ -47,10 +47,7 @@ async def second_server(e2e_settings: dict[str, Any], cast: Cast) -> AsyncIterat
 
 
 async def test_hidden_tab_catches_up_when_visible_again(cast: Cast) -> None:
-    ada = await cast.person("ada@example.org")
-    bob = await cast.person("bob@example.org")
-    await ada.open_room("general")
-    await bob.open_room("general")
+    ada, bob = await cast.ada_and_bob_in_general()
     await ada.send("one")
     await bob.sees("one")
 
@@ -80,10 +77,7 @@ def stop_gracefully(server: AppServer) -> None:
 async def test_a_stopped_server_is_caught_up_after_its_restart(
     cast: Cast, second_server: AppServer, stop: Callable[[AppServer], None], close_code: int
 ) -> None:
-    ada = await cast.person("ada@example.org")
-    bob = await cast.person("bob@example.org", base_url=second_server.url)
-    await ada.open_room("general")
-    await bob.open_room("general")
+    ada, bob = await cast.ada_and_bob_in_general(bob_url=second_server.url)
     await bob.page.evaluate(
         """() => {
             window.closeCodes = [];

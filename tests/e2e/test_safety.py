@@ -12,10 +12,7 @@ XSS = "<img src=x onerror=alert(1)>"
 
 
 async def test_markup_in_a_message_is_shown_as_text(cast: Cast) -> None:
-    ada = await cast.person("ada@example.org")
-    bob = await cast.person("bob@example.org")
-    await ada.open_room("general")
-    await bob.open_room("general")
+    ada, bob = await cast.ada_and_bob_in_general()
     await ada.send(XSS)
     await ada.send("<script>alert(2)</script> and https://example.org/?q=<b>")
     for person in (ada, bob):
@@ -33,10 +30,7 @@ async def test_markup_in_a_message_is_shown_as_text(cast: Cast) -> None:
 async def test_a_message_over_the_limit_gets_an_inline_error_and_reaches_nobody(
     cast: Cast,
 ) -> None:
-    ada = await cast.person("ada@example.org")
-    bob = await cast.person("bob@example.org")
-    await ada.open_room("general")
-    await bob.open_room("general")
+    ada, bob = await cast.ada_and_bob_in_general()
     await ada.send("before")
     await bob.sees("before")
 
