@@ -14,6 +14,7 @@ from quart_auth import QuartAuth
 
 from blueprints import auth, errors, health, live, rooms
 from chat import bus, logs, presence, security, store, templating
+from chat import rooms as room_registry
 from chat.sessions import ChatUser
 from chat.settings import ConfigError, apply_defaults, validate
 from chat.websocket_deflate import refuse_permessage_deflate
@@ -60,6 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     templating.init_app(app)
     bus.init_app(app)
     presence.init_app(app)
+    room_registry.init_app(app)
     for blueprint in (auth.bp, rooms.bp, live.bp, health.bp):
         app.register_blueprint(blueprint)
     errors.init_app(app)

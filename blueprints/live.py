@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import secrets
@@ -16,9 +15,10 @@ from quart.blueprints import BlueprintSetupState
 from quart.wrappers import Websocket
 
 from chat import bus as bus_module
-from chat import history, live_room, presence, rooms, security, sessions, store
+from chat import frames, history, live_room, presence, rooms, security, sessions, store
 from chat.bus import Signal, Subscription
 from chat.fragments import render_fragment
+from chat.frames import CLOSE_POLICY, FrameBudget
 from chat.messages import CLIENT_ID, new_id, post_message, room_channel
 from chat.sessions import Session, current_session, session_channel
 from chat.text import clean_body
@@ -26,14 +26,12 @@ from chat.text import clean_body
 bp = Blueprint("live", __name__)
 log = logging.getLogger("chat.live")
 
-MAX_FRAME_BYTES = 64 * 1024
 # At most this many queued fragments are joined into one outgoing frame.
 BATCH_LIMIT = 64
+# The epoch query parameter is a short hex token (chat/history.py).
+EPOCH = re.compile(r"^[0-9a-f]{1,32}$")
 
-# Close codes: hx-ws reconnects after 1001/1011-1014 and stays closed after 1003/1008/1009.
-CLOSE_UNSUPPORTED = 1003
-CLOSE_POLICY = 1008
-CLOSE_TOO_BIG = 1009
+# hx-ws reconnects after these (the others are in chat/frames.py).
 CLOSE_RESTART = 1012
 CLOSE_TRY_AGAIN = 1013
 
@@ -69,23 +67,28 @@ async def room_socket(slug: str) -> None:
     if current_app.extensions["live"].closing:
         abort(503)  # this worker is stopping; hx-ws retries, and finds another one
     origin = websocket.headers.get("Origin")
-    if origin and not security.origin_allowed(origin, websocket.host):
+    if origin and not security.origin_allowed(origin, websocket.scheme, websocket.host):
         abort(403)
     session: Session | None = await current_session()
     if session is None:
         abort(401)
     if await rooms.name_of(store.redis(), slug) is None:
         abort(404)
+    # Anything but a well-formed 64-bit stream id from the past is ignored: the client gets the
+    # latest page (an id in the future would hold back every message up to it).
     after = websocket.args.get("after")
-    if after is not None and not re.fullmatch(history.STREAM_ID, after):
-        after = None
-    await RoomSocket(slug, session, after, websocket.args.get("epoch")).run()
+    seen = history.parse_id(after)
+    after = after if seen is not None and seen[0] < time.time() * 1000 + 86_400_000 else None
+    epoch = websocket.args.get("epoch")
+    await RoomSocket(slug, session, after, epoch if epoch and EPOCH.match(epoch) else None).run()
 
 
 class RoomSocket:
     def __init__(self, slug: str, session: Session, after: str | None, epoch: str | None) -> None:
         self.slug = slug
         self.session = session
+        self.session_id = session.id
+        self.user = presence.user_of(session.person, session.email)
         self.last_id = after
         self.epoch = epoch
         self.socket_id = secrets.token_hex(8)
@@ -93,20 +96,27 @@ class RoomSocket:
         # outside the handler's context.
         self.websocket: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
         config = current_app.config
-        self.rate = float(config["WS_MESSAGES_PER_SECOND"])
-        self.burst = float(config["WS_BURST"])
-        self.tokens = self.burst
-        self.refilled = time.monotonic()
+        # Frames may come twice as fast as messages: room for the few that are not messages.
+        self.frames = FrameBudget(
+            2 * float(config["WS_MESSAGES_PER_SECOND"]), 2 * float(config["WS_BURST"])
+        )
+        self.max_rejected = int(config["WS_BURST"])
         self.max_chars = int(config["MAX_MESSAGE_CHARS"])
         self.handler: asyncio.Task[object] | None = None
-        self.throttled = 0  # messages refused in a row by the rate limit
+        self.rejected = 0  # frames refused in a row (not understood, too long, too fast)
+        self.dropped = 0  # frames dropped in a row for want of a frame token
         self.close_code: int | None = None
 
     async def run(self) -> None:
         cap = int(current_app.config["WS_MAX_SOCKETS_PER_SESSION"])
-        if not await sessions.claim_socket(
-            store.redis(), self.session.id, self.socket_id, cap, presence.TTL_SECONDS
-        ):
+        claim = await sessions.claim_socket(
+            store.redis(), self.session.id, self.socket_id, presence.TTL_SECONDS
+        )
+        if claim == "gone":
+            abort(401)
+        if claim == "busy":  # reconnecting in a loop: refused before the upgrade
+            abort(429)
+        if claim == "full":
             await websocket.accept()
             await self.send_error(
                 f"Too many open tabs: at most {cap} per sign-in. Close some and reload."
@@ -164,9 +174,9 @@ class RoomSocket:
 
     async def join(self) -> None:
         local: presence.LocalSockets = current_app.extensions["presence"]
-        local.add(self.slug, self.socket_id, self.session.email, self.session.id)
-        if await presence.join(store.redis(), self.slug, self.session.email, self.socket_id):
-            await live_room.announce(self.slug, self.session.email, "joined")
+        local.add(self.slug, self.socket_id, self)
+        if await presence.join(store.redis(), self.slug, self.user, self.socket_id):
+            await live_room.announce(self.slug, self.user, "joined")
         else:
             await websocket.send(await live_room.online_frame(self.slug))
 
@@ -184,8 +194,8 @@ class RoomSocket:
                 # Not a departure: the browser reconnects to another worker at once. The entry
                 # expires (30 s) and the sweep says "left" only if it never came back.
                 return
-            if await presence.leave(store.redis(), self.slug, self.session.email, self.socket_id):
-                await live_room.announce(self.slug, self.session.email, "left")
+            await presence.leave(store.redis(), self.slug, self.user, self.socket_id)
+            local.sweep_later(self.slug)
         except store.REDIS_DOWN as error:
             log.warning("presence not updated on leave (room %s): %s", self.slug, error)
 
@@ -196,6 +206,9 @@ class RoomSocket:
             if not subscription.overflowed:
                 raise
             await self.close_slow_socket()
+        except store.REDIS_DOWN as error:  # a catch-up read failed: the client retries it
+            log.warning("socket catch-up failed (room %s): %s", self.slug, error)
+            await self.close(CLOSE_TRY_AGAIN, "try again")
 
     async def forward_items(self, subscription: Subscription) -> None:
         async for first in subscription:
@@ -208,12 +221,16 @@ class RoomSocket:
                     return
                 if item is Signal.GAP:
                     await self.send_batch(batch)
+                    # A sign-out published while pub/sub was down never reached us.
+                    if not (await sessions.alive(store.redis(), [self.session.id]))[0]:
+                        await self.session_ended()
+                        return
                     await self.send_backfill()
                     continue
                 key, _, frame = item.partition("\n")
                 if key == "revoke":
                     await self.send_batch(batch)
-                    await self.close(CLOSE_POLICY, "signed out")
+                    await self.session_ended()
                     return
                 if key:
                     if self.last_id is not None and history.id_key(key) <= history.id_key(
@@ -233,6 +250,13 @@ class RoomSocket:
         log.warning("closing a socket that fell behind (room %s)", self.slug)
         await self.close(CLOSE_TRY_AGAIN, "too far behind; reconnect")
 
+    async def session_ended(self) -> None:
+        """Signed out, expired or ended elsewhere: say so, then close (hx-ws stays closed)."""
+        with contextlib.suppress(Exception):
+            notice = "You are signed out. Reload the page to sign in again."
+            await self.websocket.send(await render_fragment("rooms/_notice.html", text=notice))
+        await self.close(CLOSE_POLICY, "signed out")
+
     async def close(self, code: int, reason: str) -> None:
         """Close with `code` and end the handler (a peer that stopped reading may never answer)."""
         if self.close_code is None:  # the first close is the one the peer gets
@@ -246,47 +270,56 @@ class RoomSocket:
         while True:
             raise_if_cancelled()
             raw = await websocket.receive()
-            if not isinstance(raw, str):  # bytes, or None for an empty binary frame (Quart)
-                await self.close(CLOSE_UNSUPPORTED, "text frames only")
+            if not self.frames.take():
+                # Dropped unread: a flood must not cost a parse or a reply. The first drop of
+                # a run is still told, so nothing a person sent vanishes without a word.
+                self.dropped += 1
+                if self.dropped == 1:
+                    await self.send_error("Slow down: you are sending messages too fast.")
+                elif self.dropped > self.frames.burst:
+                    await self.close(CLOSE_POLICY, "sending too fast")
+                    return
+                continue
+            self.dropped = 0
+            data = frames.decode(raw)
+            if isinstance(data, tuple):
+                await self.close(*data)
                 return
-            if len(raw) > MAX_FRAME_BYTES:
-                await self.close(CLOSE_TOO_BIG, "frame too large")
-                return
-            try:
-                data = json.loads(raw)
-            except ValueError:
-                data = None
-            if not isinstance(data, dict):
-                await self.close(CLOSE_UNSUPPORTED, "expected a JSON object")
-                return
-            await self.handle(data)
+            if await self.handle(data):
+                self.rejected = 0
+            else:
+                self.rejected += 1
+                if self.rejected > self.max_rejected:
+                    await self.close(CLOSE_POLICY, "too many rejected frames")
+                    return
 
-    async def handle(self, data: dict[str, Any]) -> None:
+    async def handle(self, data: dict[str, Any]) -> bool:
+        """Act on one message frame; False if it was refused (the sender is told why)."""
         body = data.get("body")
         client_id = data.get("client_id")
         if not isinstance(body, str) or not isinstance(client_id, str):
             await self.send_error("That message was not understood; reload the page.")
-            return
+            return False
         if not CLIENT_ID.fullmatch(client_id):
             client_id = new_id()
         body = clean_body(body)
         if not body:
-            return
+            return True
         if len(body) > self.max_chars:
             await self.send_error(
                 f"Not sent: messages are at most {self.max_chars:,} characters "
                 f"(this one has {len(body):,})."
             )
-            return
-        if not self.take_token():
-            self.throttled += 1
-            if self.throttled > self.burst:
-                await self.close(CLOSE_POLICY, "sending too fast")
-                return
-            await self.send_error("Slow down: you are sending messages too fast.")
-            return
-        self.throttled = 0
+            return False
         try:
+            wait = await sessions.take_send_token(store.redis(), self.session)
+            if wait < 0:  # expired: every socket of the session closes, on every worker
+                await sessions.revoke(store.redis(), self.session.id, self.session.person)
+                await self.session_ended()
+                return False
+            if wait > 0:
+                await self.send_error("Slow down: you are sending messages too fast.")
+                return False
             await post_message(self.slug, self.session, body, client_id)
         except store.REDIS_DOWN as error:
             log.warning("message not stored (room %s): %s", self.slug, error)
@@ -294,19 +327,11 @@ class RoomSocket:
                 "Not delivered: the server cannot reach its database. Your text is kept; "
                 "press Send again in a moment."
             )
-            return
+            return True  # the sender did nothing wrong
         form = await render_fragment(
             "rooms/_compose.html", slug=self.slug, oob=True, client_id=new_id()
         )
         await websocket.send(form)
-
-    def take_token(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.refilled) * self.rate)
-        self.refilled = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
         return True
 
     async def send_error(self, text: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import urlencode
 
 from quart import (
@@ -18,8 +17,8 @@ from quart import (
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
-from chat import history, presence, rooms, store
-from chat.messages import CLIENT_ID, author_tag, new_id, post_message
+from chat import history, people, presence, rooms, sessions, store
+from chat.messages import CLIENT_ID, new_id, post_message
 from chat.sessions import Session, current_session
 from chat.text import clean_body
 
@@ -36,10 +35,30 @@ async def signed_in() -> Session:
 @bp.get("/")
 @login_required
 async def index() -> str:
-    """The list of rooms."""
+    """The person's rooms, and a form to make one."""
     session = await signed_in()
     return await render_template(
-        "rooms/index.html", rooms=await rooms.all_rooms(store.redis()), session=session
+        "rooms/index.html",
+        rooms=await rooms.of_person(store.redis(), session.person),
+        session=session,
+    )
+
+
+@bp.get("/rooms")
+@login_required
+async def all_rooms() -> str:
+    """Every room, by name, a page at a time."""
+    session = await signed_in()
+    after = request.args.get("after")
+    if after is not None and not rooms.SLUG.fullmatch(after):
+        abort(400, description="That page of rooms does not exist.")
+    page, next_after = await rooms.page(store.redis(), after)
+    return await render_template(
+        "rooms/all.html",
+        page=page,
+        next_after=next_after,
+        session=session,
+        rooms=await rooms.of_person(store.redis(), session.person),
     )
 
 
@@ -47,27 +66,44 @@ async def index() -> str:
 @login_required
 async def create() -> ResponseReturnValue:
     """Create a room (or open the one with that name)."""
+    session = await signed_in()
     form = await request.form
+    raw_name = form.get("name", "")
     try:
-        name, slug = rooms.clean_name(form.get("name", ""))
+        name, slug = rooms.clean_name(raw_name)
     except rooms.RoomNameError as error:
-        if request.headers.get("HX-Request"):
-            return await render_template(
-                "rooms/_create_form.html", error=str(error), name=form.get("name", "")[:200]
-            ), 400
-        session = await signed_in()
-        return await render_template(
-            "rooms/index.html",
-            rooms=await rooms.all_rooms(store.redis()),
-            session=session,
-            error=str(error),
-            name=form.get("name", "")[:200],
-        ), 400
-    await rooms.create(store.redis(), name, slug)
-    location = url_for("rooms.room", slug=slug)
+        return await _create_refused(session, str(error), raw_name, 400)
+    config = current_app.config
+    made = await rooms.create(
+        store.redis(),
+        name,
+        slug,
+        session.person,
+        config["ROOMS_PER_PERSON_PER_HOUR"],
+        config["MAX_ROOMS"],
+    )
+    if made.slug is None:
+        return await _create_refused(session, made.error or "", raw_name, made.status)
+    location = url_for("rooms.room", slug=made.slug)
     if request.headers.get("HX-Request"):
         return Response("", 200, headers={"HX-Redirect": location})
     return redirect(location, 303)
+
+
+async def _create_refused(
+    session: Session, error: str, name: str, status: int
+) -> ResponseReturnValue:
+    if request.headers.get("HX-Request"):
+        return await render_template(
+            "rooms/_create_form.html", error=error, name=name[:200]
+        ), status
+    return await render_template(
+        "rooms/index.html",
+        rooms=await rooms.of_person(store.redis(), session.person),
+        session=session,
+        error=error,
+        name=name[:200],
+    ), status
 
 
 @bp.get("/rooms/<slug>")
@@ -79,6 +115,7 @@ async def room(slug: str) -> str:
     name = await rooms.name_of(redis, slug)
     if name is None:
         abort(404)
+    await rooms.remember(redis, session.person, slug)
     epoch = await history.epoch(redis, slug)
     messages = await history.recent(redis, slug)
     return await render_template(
@@ -89,8 +126,7 @@ async def room(slug: str) -> str:
         has_older=len(messages) == history.PAGE,
         users=await presence.online(redis, slug),
         session=session,
-        rooms=await rooms.all_rooms(redis),
-        me=author_tag(session.email),
+        rooms=await rooms.of_person(redis, session.person),
         # A relative URL: behind a TLS proxy the browser turns it into wss:// itself.
         socket_url=f"/rooms/{slug}/ws?"
         + urlencode({"after": messages[-1].id if messages else "0-0", "epoch": epoch}),
@@ -101,9 +137,9 @@ async def room(slug: str) -> str:
 @login_required
 async def older(slug: str) -> str:
     """The page of messages before `before`, with its own "Load older" button."""
-    before = request.args.get("before", "")
-    if not re.fullmatch(history.STREAM_ID, before):
-        abort(400)
+    before = history.parse_id(request.args.get("before"))
+    if before is None:
+        abort(400, description="That is not a message id.")
     if await rooms.name_of(store.redis(), slug) is None:
         abort(404)
     messages = await history.before(store.redis(), slug, before)
@@ -125,6 +161,16 @@ async def post(slug: str) -> ResponseReturnValue:
     if len(body) > limit:
         abort(400, description=f"Not sent: messages are at most {limit:,} characters.")
     if body:
+        # The same per-session rate as the socket: one bucket, whichever way a message comes.
+        wait = await sessions.take_send_token(store.redis(), session)
+        if wait < 0:
+            return redirect(url_for("auth.login"), 303)
+        if wait > 0:
+            abort(
+                429,
+                description="Not sent: you are sending messages too fast. Go back, "
+                "wait a moment and send again.",
+            )
         client_id = form.get("client_id", "")
         await post_message(
             slug, session, body, client_id if CLIENT_ID.fullmatch(client_id) else new_id()
@@ -137,5 +183,7 @@ async def post(slug: str) -> ResponseReturnValue:
 async def my_style() -> Response:
     """Highlights this person's own messages; a stylesheet because the CSP forbids inline style."""
     session = await signed_in()
-    css = await render_template("rooms/me.css", me=author_tag(session.email))
+    css = await render_template(
+        "rooms/me.css", me=session.person, legacy=people.legacy_tag(session.email)
+    )
     return Response(css, mimetype="text/css", headers={"Cache-Control": "private, no-store"})

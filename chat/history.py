@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
+from chat.people import legacy_tag
+
 PAGE = 50
-STREAM_ID = r"^\d{1,20}-\d{1,20}$"
+# Both halves of a stream id are unsigned 64-bit integers, written in ASCII digits.
+_STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+U64_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True)
 class Message:
     id: str
-    author: str  # email; shown only as its local part
+    author: str  # email; shown only as its local part and, on hover, with its domain
+    person: str  # the author's person id (data-author, avatar colour)
     name: str
     body: str
     sent_at: datetime
 
     @classmethod
     def from_entry(cls, entry_id: str, fields: dict[str, str]) -> Message:
+        author = fields.get("author", "")
         return cls(
             id=entry_id,
-            author=fields.get("author", ""),
+            author=author,
+            # Messages from before person ids carry none: a keyed tag of the address stands in.
+            person=fields.get("pid") or legacy_tag(author),
             name=fields.get("name", "?"),
             body=fields.get("body", ""),
             sent_at=datetime.fromtimestamp(int(fields.get("ts", "0")) / 1000, UTC),
@@ -35,10 +44,36 @@ def stream_key(slug: str) -> str:
     return f"stream:{slug}"
 
 
+def parse_id(text: str | None) -> tuple[int, int] | None:
+    """(milliseconds, sequence) of a well-formed stream id, or None (not one, or past 64 bits)."""
+    if text is None or not _STREAM_ID.fullmatch(text):
+        return None
+    millis, _, seq = text.partition("-")
+    if int(millis) > U64_MAX or int(seq) > U64_MAX:
+        return None
+    return int(millis), int(seq)
+
+
 def id_key(entry_id: str) -> tuple[int, int]:
     """Stream ids sort by (milliseconds, sequence)."""
     millis, _, seq = entry_id.partition("-")
     return int(millis), int(seq or 0)
+
+
+def _previous(entry_id: tuple[int, int]) -> str | None:
+    """The largest id below this one (an inclusive bound: Redis refuses "(0-0")."""
+    millis, seq = entry_id
+    if seq > 0:
+        return f"{millis}-{seq - 1}"
+    return f"{millis - 1}-{U64_MAX}" if millis > 0 else None
+
+
+def _next(entry_id: tuple[int, int]) -> str | None:
+    """The smallest id above this one (Redis refuses an exclusive bound past the largest)."""
+    millis, seq = entry_id
+    if seq < U64_MAX:
+        return f"{millis}-{seq + 1}"
+    return f"{millis + 1}-0" if millis < U64_MAX else None
 
 
 async def recent(redis: Redis, slug: str, count: int = PAGE) -> list[Message]:
@@ -46,13 +81,21 @@ async def recent(redis: Redis, slug: str, count: int = PAGE) -> list[Message]:
     return [Message.from_entry(i, f) for i, f in reversed(entries)]
 
 
-async def before(redis: Redis, slug: str, entry_id: str, count: int = PAGE) -> list[Message]:
-    entries = await redis.xrevrange(stream_key(slug), max=f"({entry_id}", count=count)
+async def before(
+    redis: Redis, slug: str, entry_id: tuple[int, int], count: int = PAGE
+) -> list[Message]:
+    bound = _previous(entry_id)
+    if bound is None:
+        return []
+    entries = await redis.xrevrange(stream_key(slug), max=bound, count=count)
     return [Message.from_entry(i, f) for i, f in reversed(entries)]
 
 
 async def after(redis: Redis, slug: str, entry_id: str, count: int) -> list[Message]:
-    entries = await redis.xrange(stream_key(slug), min=f"({entry_id}", count=count)
+    bound = _next(id_key(entry_id))
+    if bound is None:
+        return []
+    entries = await redis.xrange(stream_key(slug), min=bound, count=count)
     return [Message.from_entry(i, f) for i, f in entries]
 
 

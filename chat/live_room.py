@@ -45,7 +45,8 @@ async def online_frame(slug: str) -> str:
 
 async def announce(slug: str, user: str, verb: str) -> None:
     """Tell the room (every worker) that `user` joined or left, with the new Online list."""
-    notice = await render_fragment("rooms/_notice.html", text=f"{user.split('@', 1)[0]} {verb}")
+    name = user.partition(":")[2].rpartition("@")[0]
+    notice = await render_fragment("rooms/_notice.html", text=f"{name} {verb}")
     frame = notice + await online_frame(slug)
     await bus.bus().publish(room_channel(slug), "\n" + frame)
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import re
 import secrets
 import time
@@ -59,23 +57,6 @@ def room_channel(slug: str) -> str:
     return f"room:{slug}"
 
 
-def author_tag(email: str) -> str:
-    """A stable, keyed tag for data-author, so email addresses stay out of the page."""
-    return _keyed_tag(store.secret(), email)
-
-
-@functools.lru_cache(maxsize=4096)
-def _keyed_tag(secret: bytes, email: str) -> str:
-    # Every rendered message needs its author's tag (twice: data-author and the avatar hue).
-    key = hashlib.sha256(secret).digest()
-    return hashlib.blake2b(email.encode(), key=key, digest_size=8).hexdigest()
-
-
-def author_hue(email: str) -> int:
-    """One of eight avatar colours, stable per author and the same for every viewer."""
-    return int(author_tag(email)[:2], 16) % 8
-
-
 async def render_frame(messages: list[history.Message]) -> str:
     """The websocket frame that upserts these messages into #messages (by id, in order)."""
     return await render_fragment("rooms/_messages_frame.html", messages=messages)
@@ -86,12 +67,14 @@ async def post_message(slug: str, session: Session, body: str, client_id: str) -
     draft = history.Message(
         id=ID_PLACEHOLDER,
         author=session.email,
+        person=session.person,
         name=session.display_name,
         body=body,
         sent_at=datetime.fromtimestamp(now_ms / 1000, UTC),
     )
     html = await render_frame([draft])
-    fields = ["author", session.email, "name", session.display_name, "body", body]
+    fields = ["author", session.email, "pid", session.person, "name", session.display_name]
+    fields += ["body", body]
     fields += ["ts", str(now_ms), "cid", client_id]
     created, entry_id = await store.redis().eval(
         _POST,

@@ -1,7 +1,10 @@
 """Who is in a room: one entry per open socket, with an expiry each worker keeps refreshing.
 
-Two sorted sets per room: `lex` (score 0, member "email\\x1fsocket") finds a user's sockets by
-prefix; `exp` (score = expiry time) lets any worker drop the sockets of a crashed worker.
+Two sorted sets per room: `lex` (score 0, member "person:email\\x1fsocket") finds a user's
+sockets by prefix; `exp` (score = expiry time) lets any worker drop the sockets of a crashed
+worker. A closed socket's entry lingers for LINGER_SECONDS before it is swept: a person who
+comes back within that time (a reload, a tab brought back to the front, a reconnect loop)
+never was away, so the room sees neither "left" nor "joined".
 """
 
 from __future__ import annotations
@@ -10,16 +13,19 @@ import asyncio
 import contextlib
 import logging
 import time
+from typing import Protocol
 
 from quart import Quart
 from redis.asyncio import Redis
 
-from chat import store
+from chat import sessions, store
+from chat.sessions import session_key
 
 log = logging.getLogger("chat.presence")
 
 TTL_SECONDS = 30
 HEARTBEAT_SECONDS = 10
+LINGER_SECONDS = 5
 SEP = "\x1f"
 
 # Remove expired sockets; return the users who thereby have no socket left.
@@ -51,28 +57,26 @@ redis.call('ZADD', KEYS[2], ARGV[3], prefix .. ARGV[2])
 if had == 0 then return 1 else return 0 end
 """
 
-# KEYS: lex, exp. ARGV: user, socket. Returns 1 if that was the user's last socket.
-_LEAVE = """
-redis.call('ZREM', KEYS[1], ARGV[1] .. '\\31' .. ARGV[2])
-local removed = redis.call('ZREM', KEYS[2], ARGV[1] .. '\\31' .. ARGV[2])
-local prefix = ARGV[1] .. '\\31'
-local still = #redis.call('ZRANGEBYLEX', KEYS[1], '[' .. prefix, '[' .. prefix .. '\\255', 'LIMIT', 0, 1)
-if removed == 1 and still == 0 then return 1 else return 0 end
-"""
-
 
 def _keys(slug: str) -> tuple[str, str]:
     return f"presence:{slug}:lex", f"presence:{slug}:exp"
 
 
+def user_of(person: str, email: str) -> str:
+    return f"{person}:{email}"
+
+
 async def join(redis: Redis, slug: str, user: str, socket_id: str) -> bool:
+    """Add the socket; True if the user was not in the room (not even lingering)."""
     expires = time.time() + TTL_SECONDS
     first = await redis.eval(_JOIN, 2, *_keys(slug), user, socket_id, expires)
     return bool(first)
 
 
-async def leave(redis: Redis, slug: str, user: str, socket_id: str) -> bool:
-    return bool(await redis.eval(_LEAVE, 2, *_keys(slug), user, socket_id))
+async def leave(redis: Redis, slug: str, user: str, socket_id: str) -> None:
+    """Let the socket's entry linger; a sweep after LINGER_SECONDS says who really left."""
+    member = {f"{user}{SEP}{socket_id}": time.time() + LINGER_SECONDS}
+    await redis.zadd(_keys(slug)[1], member, xx=True)
 
 
 async def expire(redis: Redis, slug: str) -> list[str]:
@@ -80,20 +84,35 @@ async def expire(redis: Redis, slug: str) -> list[str]:
     return list(await redis.eval(_EXPIRE, 2, *_keys(slug), time.time()))
 
 
-async def online(redis: Redis, slug: str) -> list[str]:
-    """Emails with at least one live socket, sorted."""
+async def online(redis: Redis, slug: str) -> list[tuple[str, str]]:
+    """(person, email) of everyone with a socket in the room (or lingering), by email."""
     members: list[str] = await redis.zrange(_keys(slug)[0], 0, -1)
-    return sorted({member.split(SEP, 1)[0] for member in members})
+    users = {member.split(SEP, 1)[0] for member in members}
+    pairs = [tuple(user.split(":", 1)) for user in users if ":" in user]
+    return sorted(((p[0], p[1]) for p in pairs), key=lambda pair: pair[1])
+
+
+class Member(Protocol):
+    """An open socket as presence sees it."""
+
+    user: str
+    session_id: str
+
+    async def session_ended(self) -> None:
+        """Its session is gone (signed out, expired, too many sessions): close it."""
 
 
 class LocalSockets:
-    """This worker's open sockets, so it can refresh their expiry and sweep crashed peers."""
+    """This worker's open sockets: it refreshes their expiry, re-checks their sessions and
+    sweeps the entries of sockets that closed (after the linger) or whose worker crashed."""
 
-    def __init__(self) -> None:
-        self.by_room: dict[str, dict[str, tuple[str, str]]] = {}  # slug -> socket -> user, session
+    def __init__(self, app: Quart) -> None:
+        self.app = app
+        self.by_room: dict[str, dict[str, Member]] = {}  # slug -> socket id -> member
+        self.sweeps: set[asyncio.Task[None]] = set()
 
-    def add(self, slug: str, socket_id: str, user: str, session_id: str) -> None:
-        self.by_room.setdefault(slug, {})[socket_id] = (user, session_id)
+    def add(self, slug: str, socket_id: str, member: Member) -> None:
+        self.by_room.setdefault(slug, {})[socket_id] = member
 
     def remove(self, slug: str, socket_id: str) -> None:
         sockets = self.by_room.get(slug, {})
@@ -101,44 +120,80 @@ class LocalSockets:
         if not sockets:
             self.by_room.pop(slug, None)
 
+    def sweep_later(self, slug: str) -> None:
+        """Say "left" for whoever is still gone once a closed socket's linger is over."""
+        task = asyncio.create_task(self._sweep_after(slug, LINGER_SECONDS + 0.2))
+        self.sweeps.add(task)
+        task.add_done_callback(self.sweeps.discard)
+
+    async def _sweep_after(self, slug: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        try:
+            await sweep(self.app, store.redis(self.app), slug)
+        except store.REDIS_DOWN as error:  # the periodic sweep will do it
+            log.warning("presence sweep failed (room %s): %s", slug, error)
+
     async def heartbeat(self, redis: Redis) -> None:
         expires = time.time() + TTL_SECONDS
         async with redis.pipeline(transaction=False) as pipe:
             for slug, sockets in self.by_room.items():
-                members = {f"{user}{SEP}{sid}": expires for sid, (user, _) in sockets.items()}
+                members = {f"{m.user}{SEP}{sid}": expires for sid, m in sockets.items()}
                 if members:
                     pipe.zadd(_keys(slug)[1], members, xx=True)
-                for sid, (_, session_id) in sockets.items():
-                    pipe.zadd(f"session-sockets:{session_id}", {sid: expires}, xx=True)
-                    pipe.expire(f"session-sockets:{session_id}", TTL_SECONDS * 2)
+                for sid, member in sockets.items():
+                    key = session_key(member.session_id, "session-sockets")
+                    pipe.zadd(key, {sid: expires}, xx=True)
+                    pipe.expire(key, TTL_SECONDS * 2)
             await pipe.execute()
+
+    async def close_ended_sessions(self, redis: Redis) -> None:
+        """A session can end without a sign-out reaching us (idle expiry, a missed publish)."""
+        by_session: dict[str, list[Member]] = {}
+        for sockets in self.by_room.values():
+            for member in sockets.values():
+                by_session.setdefault(member.session_id, []).append(member)
+        if not by_session:
+            return
+        ids = list(by_session)
+        for session_id, exists in zip(ids, await sessions.alive(redis, ids), strict=True):
+            if not exists:
+                async with self.app.app_context():
+                    for member in by_session[session_id]:
+                        await member.session_ended()
+
+
+async def sweep(app: Quart, redis: Redis, slug: str) -> None:
+    from chat.live_room import announce_departures  # circular at import time
+
+    gone = await expire(redis, slug)
+    if gone:
+        await announce_departures(app, slug, gone)
 
 
 def init_app(app: Quart) -> None:
-    local = LocalSockets()
+    local = LocalSockets(app)
     app.extensions["presence"] = local
 
     @app.while_serving
     async def refresh_presence():  # type: ignore[no-untyped-def]
         task = asyncio.create_task(_heartbeats(app, local))
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for pending in (task, *local.sweeps):
+            pending.cancel()
+        for pending in (task, *local.sweeps):
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
 
 
 async def _heartbeats(app: Quart, local: LocalSockets) -> None:
-    from chat.live_room import announce_departures  # circular at import time
-
     while True:
         await asyncio.sleep(HEARTBEAT_SECONDS)
         try:
             redis = store.redis(app)
             await local.heartbeat(redis)
+            await local.close_ended_sessions(redis)
             for slug in list(local.by_room):
-                gone = await expire(redis, slug)
-                if gone:
-                    await announce_departures(app, slug, gone)
+                await sweep(app, redis, slug)
         except store.REDIS_DOWN as error:
             log.warning("presence heartbeat failed: %s", error)
         except Exception:

@@ -1,10 +1,10 @@
-"""Response headers (CSP and friends) and the cross-site request check."""
+"""Response headers (CSP and friends), the trusted Host check and the cross-site check."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from quart import Quart, Response, abort, current_app, request, websocket
 
-from quart import Quart, Response, abort, current_app, request
+from chat.settings import normalise_origin
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -21,19 +21,53 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Probes reach the app by its internal address (container healthchecks, load balancers);
+# these answer with a status only, so any Host is fine for them.
+HOST_FREE_PATHS = frozenset({"/healthz", "/readyz"})
+HTTP_SCHEME = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
 
 
-def origin_allowed(origin: str, host: str) -> bool:
-    """Is `origin` in CHAT_ALLOWED_ORIGINS, or (by default) the same host as the request?"""
+def host_trusted(host: str) -> bool:
+    """Is the Host header's name (the port aside, as in Django's ALLOWED_HOSTS) one of ours?"""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower().rstrip(".")
+    return name in current_app.config["TRUSTED_HOSTS"]
+
+
+def origin_allowed(origin: str, scheme: str, host: str) -> bool:
+    """Is `origin` (scheme, host and port) one this site accepts writes and sockets from?
+
+    CHAT_ALLOWED_ORIGINS when set; otherwise CHAT_PUBLIC_URL, and in development also the
+    request's own origin (so http://localhost:8000 works when the app was started on 127.0.0.1).
+    """
     if origin == "null":  # sandboxed or opaque origins are never ours
         return False
-    allowed: list[str] = current_app.config["ALLOWED_ORIGINS"]
-    if allowed:
-        return origin.rstrip("/") in {o.rstrip("/") for o in allowed}
-    return urlsplit(origin).netloc.lower() == host.lower()
+    given = normalise_origin(origin)
+    if given is None:
+        return False
+    config = current_app.config
+    if config["ALLOWED_ORIGINS"]:
+        return given in config["ALLOWED_ORIGINS"]
+    if given == config["PUBLIC_URL"]:
+        return True
+    if config["ENV"] != "development":
+        return False
+    return given == normalise_origin(f"{HTTP_SCHEME.get(scheme, scheme)}://{host}")
 
 
 def init_app(app: Quart) -> None:
+    @app.before_request
+    async def reject_foreign_hosts() -> None:
+        # The Host header is the client's to choose: a forged one must never reach a page or an
+        # email (the site name in emails comes from CHAT_PUBLIC_URL anyway).
+        if request.path not in HOST_FREE_PATHS and not host_trusted(request.host):
+            abort(400, description="This server does not answer for that host name.")
+
+    @app.before_websocket
+    async def reject_foreign_socket_hosts() -> None:
+        if not host_trusted(websocket.host):
+            abort(400)
+
     @app.before_request
     async def reject_cross_site_writes() -> None:
         # Browsers send Sec-Fetch-Site and Origin on every POST; a foreign value is a CSRF attempt.
@@ -43,7 +77,7 @@ def init_app(app: Quart) -> None:
         if fetch_site and fetch_site not in ("same-origin", "none"):
             abort(403)
         origin = request.headers.get("Origin")
-        if origin and not origin_allowed(origin, request.host):
+        if origin and not origin_allowed(origin, request.scheme, request.host):
             abort(403)
 
     @app.after_request

@@ -1,4 +1,8 @@
-"""Server-side sessions: a random id in the cookie, the record in Redis, revocable at once."""
+"""Server-side sessions: a random id in the cookie, the record in Redis, revocable at once.
+
+Keys of one session share the hash tag `{<id>}`: its record, its open sockets, its send bucket
+and its handshake counter, so the per-message check below is one single-slot script.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +14,28 @@ from quart import current_app
 from quart_auth import Action, AuthUser, current_user
 from redis.asyncio import Redis
 
-from chat import store
+from chat import ratelimit, store
+from chat.people import person_key
 
 
 @dataclass(frozen=True)
 class Session:
     id: str
     email: str
+    person: str
     created: float
 
     @property
     def display_name(self) -> str:
         return self.email.split("@", 1)[0]
+
+    @property
+    def domain(self) -> str:
+        return self.email.rpartition("@")[2]
+
+
+def session_key(session_id: str, name: str = "session") -> str:
+    return f"{name}:{{{session_id}}}"
 
 
 def session_channel(session_id: str) -> str:
@@ -29,59 +43,144 @@ def session_channel(session_id: str) -> str:
     return f"session:{session_id}"
 
 
-async def create(redis: Redis, email: str, idle_seconds: int) -> Session:
-    session = Session(id=secrets.token_urlsafe(32), email=email, created=time.time())
-    await redis.hset(
-        f"session:{session.id}", mapping={"email": email, "created": repr(session.created)}
-    )
-    await redis.expire(f"session:{session.id}", idle_seconds)
+async def create(redis: Redis, email: str, person: str, idle_seconds: int, cap: int) -> Session:
+    """A new session; beyond `cap` live sessions for the person, the oldest ones end."""
+    session = Session(id=secrets.token_urlsafe(32), email=email, person=person, created=time.time())
+    key = session_key(session.id)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(key, mapping={"email": email, "person": person, "created": repr(session.created)})
+        pipe.expire(key, idle_seconds)
+        pipe.zadd(person_key(person, "sessions"), {session.id: session.created})
+        await pipe.execute()
+    await _end_oldest_beyond(redis, person, cap)
     return session
+
+
+async def _end_oldest_beyond(redis: Redis, person: str, cap: int) -> None:
+    listed: list[str] = await redis.zrange(person_key(person, "sessions"), 0, -1)
+    async with redis.pipeline(transaction=False) as pipe:
+        for session_id in listed:
+            pipe.exists(session_key(session_id))
+        alive = await pipe.execute()
+    gone = [sid for sid, exists in zip(listed, alive, strict=True) if not exists]
+    if gone:  # expired by idleness: only the index still names them
+        await redis.zrem(person_key(person, "sessions"), *gone)
+    live = [sid for sid, exists in zip(listed, alive, strict=True) if exists]
+    for session_id in live[: max(0, len(live) - cap)]:  # oldest first
+        await revoke(redis, session_id, person)
 
 
 async def load(
     redis: Redis, session_id: str, idle_seconds: int, max_seconds: int
 ) -> Session | None:
     """The live session, sliding its idle expiry; None when unknown, idle too long or too old."""
-    key = f"session:{session_id}"
+    key = session_key(session_id)
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(key)
         pipe.expire(key, idle_seconds, xx=True)
         record, _ = await pipe.execute()
-    if not record:
+    if not record or not record.get("person"):  # sessions from before person ids: sign in again
         return None
     created = float(record["created"])
     if time.time() - created > max_seconds:
         await redis.delete(key)
         return None
-    return Session(id=session_id, email=record["email"], created=created)
+    return Session(session_id, record["email"], record["person"], created)
 
 
-async def revoke(redis: Redis, session_id: str) -> None:
+async def alive(redis: Redis, session_ids: list[str]) -> list[bool]:
+    """Which of these sessions still exist (one round trip)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for session_id in session_ids:
+            pipe.exists(session_key(session_id))
+        return [bool(found) for found in await pipe.execute()]
+
+
+async def revoke(redis: Redis, session_id: str, person: str) -> None:
     """Delete the record and tell every worker to close the session's sockets."""
-    await redis.delete(f"session:{session_id}")
+    await redis.delete(session_key(session_id))
+    await redis.zrem(person_key(person, "sessions"), session_id)
     await redis.publish(session_channel(session_id), "revoke\n")
+
+
+# Sending counts as activity (slides the idle expiry); the absolute lifetime is checked too.
+# KEYS: session record, send bucket. ARGV: rate, burst, now ms, idle s, max s.
+# Returns -1 when the session is gone, else 0 or the milliseconds until a send is allowed.
+_SEND_CHECK = (
+    ratelimit.TAKE_FROM_BUCKET_LUA
+    + """
+local created = tonumber(redis.call('HGET', KEYS[1], 'created'))
+if not created then return -1 end
+if tonumber(ARGV[3]) / 1000 - created > tonumber(ARGV[5]) then
+  redis.call('DEL', KEYS[1])
+  return -1
+end
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
+return take_token(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+"""
+)
+
+
+async def take_send_token(redis: Redis, session: Session) -> int:
+    """One message's worth of the session's send rate, for every route that posts.
+
+    -1: the session has ended (close its sockets); 0: send; n > 0: wait n milliseconds.
+    """
+    config = current_app.config
+    return int(
+        await redis.eval(
+            _SEND_CHECK,
+            2,
+            session_key(session.id),
+            session_key(session.id, "send-rate"),
+            float(config["WS_MESSAGES_PER_SECOND"]),
+            float(config["WS_BURST"]),
+            int(time.time() * 1000),
+            config["SESSION_IDLE_SECONDS"],
+            config["SESSION_MAX_SECONDS"],
+        )
+    )
 
 
 # Open sockets per session across all workers; entries expire unless their worker refreshes
 # them (chat/presence.py heartbeat), so a crashed worker does not use up the allowance.
-# KEYS: the session's socket set. ARGV: now, socket id, expiry, cap. Returns 1 if claimed.
+# Handshakes are counted first: a client that reconnects in a loop is refused before upgrade.
+# KEYS: session record, socket set, handshake counter.
+# ARGV: now, socket id, expiry, cap, handshakes per minute.
+# Returns 'ok', 'gone' (no session), 'busy' (too many handshakes) or 'full' (too many sockets).
 _CLAIM_SOCKET = """
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-redis.call('EXPIRE', KEYS[1], 120)
-return 1
+if redis.call('EXISTS', KEYS[1]) == 0 then return 'gone' end
+if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[5]) then return 'busy' end
+if redis.call('INCR', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], 60) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[4]) then return 'full' end
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
+redis.call('EXPIRE', KEYS[2], 120)
+return 'ok'
 """
 
 
-async def claim_socket(redis: Redis, session_id: str, socket_id: str, cap: int, ttl: int) -> bool:
+async def claim_socket(redis: Redis, session_id: str, socket_id: str, ttl: int) -> str:
+    config = current_app.config
     now = time.time()
-    key = f"session-sockets:{session_id}"
-    return bool(await redis.eval(_CLAIM_SOCKET, 1, key, now, socket_id, now + ttl, cap))
+    return str(
+        await redis.eval(
+            _CLAIM_SOCKET,
+            3,
+            session_key(session_id),
+            session_key(session_id, "session-sockets"),
+            session_key(session_id, "handshakes"),
+            now,
+            socket_id,
+            now + ttl,
+            config["WS_MAX_SOCKETS_PER_SESSION"],
+            config["WS_HANDSHAKES_PER_MINUTE"],
+        )
+    )
 
 
 async def release_socket(redis: Redis, session_id: str, socket_id: str) -> None:
-    await redis.zrem(f"session-sockets:{session_id}", socket_id)
+    await redis.zrem(session_key(session_id, "session-sockets"), socket_id)
 
 
 class ChatUser(AuthUser):

@@ -23,15 +23,24 @@ INT_SETTINGS: dict[str, int] = {
     "CODE_TTL_SECONDS": 600,
     "CODE_MAX_ATTEMPTS": 5,
     "CODE_RESEND_SECONDS": 60,
-    "CODE_SENDS_PER_EMAIL_PER_HOUR": 5,
+    "CODE_SENDS_PER_EMAIL_PER_HOUR": 10,
+    "CODE_SENDS_PER_EMAIL_PER_NETWORK_PER_HOUR": 5,
     "CODE_SENDS_PER_IP_PER_HOUR": 30,
-    "SIGNIN_FAILURES_BEFORE_LOCK": 100,
-    "SIGNIN_LOCK_SECONDS": 3600,
+    "CODE_CHECKS_PER_IP_PER_HOUR": 60,
+    "CODE_CHECKS_PER_MINUTE": 120,
+    "SIGNIN_FAILURES_BEFORE_LOCK": 20,
+    "SIGNIN_LOCK_SECONDS": 86400,
+    "SIGNIN_FAILURES_PER_EMAIL_BEFORE_LOCK": 100,
+    "SIGNIN_EMAIL_LOCK_SECONDS": 86400,
     "SESSION_IDLE_SECONDS": 43200,
     "SESSION_MAX_SECONDS": 2592000,
+    "MAX_SESSIONS_PER_PERSON": 20,
+    "ROOMS_PER_PERSON_PER_HOUR": 10,
+    "MAX_ROOMS": 1000,
     "WS_MESSAGES_PER_SECOND": 5,
     "WS_BURST": 20,
     "WS_MAX_SOCKETS_PER_SESSION": 20,
+    "WS_HANDSHAKES_PER_MINUTE": 30,
     "WS_QUEUE_SIZE": 256,
     "MAX_MESSAGE_CHARS": 4000,
     "HISTORY_MAXLEN": 10000,
@@ -45,6 +54,7 @@ STR_SETTINGS: dict[str, str] = {
     "ENV": "development",
     "BIND": "127.0.0.1:8000",
     "MAIL_FROM": "Chat <chat@localhost>",
+    "PUBLIC_URL": "",
     "ALLOWED_ORIGINS": "",
     "ALLOWED_EMAIL_DOMAINS": "",
     "LOG_FORMAT": "text",
@@ -90,14 +100,25 @@ def validate(config: dict[str, Any], instance_path: str) -> None:
         raise ConfigError("ENV", f"expected 'development' or 'production', got {config['ENV']!r}")
     if config["LOG_FORMAT"] not in ("text", "json"):
         raise ConfigError("LOG_FORMAT", f"expected 'text' or 'json', got {config['LOG_FORMAT']!r}")
-    parse_bind(str(config["BIND"]))
-    config["ALLOWED_ORIGINS"] = _parse_list(config["ALLOWED_ORIGINS"])
-    for origin in config["ALLOWED_ORIGINS"]:
-        parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+    bind_host, bind_port = parse_bind(str(config["BIND"]))
+    if (
+        config["CODE_SENDS_PER_EMAIL_PER_HOUR"]
+        <= config["CODE_SENDS_PER_EMAIL_PER_NETWORK_PER_HOUR"]
+    ):
+        raise ConfigError(
+            "CODE_SENDS_PER_EMAIL_PER_HOUR",
+            "must be higher than CHAT_CODE_SENDS_PER_EMAIL_PER_NETWORK_PER_HOUR "
+            "(the difference is what unknown networks may use)",
+        )
+    origins = []
+    for origin in _parse_list(config["ALLOWED_ORIGINS"]):
+        normalised = normalise_origin(origin)
+        if normalised is None:
             raise ConfigError(
                 "ALLOWED_ORIGINS", f"{origin!r} is not an origin like https://chat.example.org"
             )
+        origins.append(normalised)
+    config["ALLOWED_ORIGINS"] = origins
     config["ALLOWED_EMAIL_DOMAINS"] = [
         d.lower() for d in _parse_list(config["ALLOWED_EMAIL_DOMAINS"])
     ]
@@ -110,6 +131,58 @@ def validate(config: dict[str, Any], instance_path: str) -> None:
         config["SECRET_KEY"] = development_secret(Path(instance_path))
     elif len(str(config["SECRET_KEY"])) < 32:
         raise ConfigError("SECRET_KEY", "must be at least 32 characters")
+    _check_public_url(config, bind_host, bind_port)
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 - recognised, not bound
+
+
+def _check_public_url(config: dict[str, Any], bind_host: str, bind_port: int) -> None:
+    """PUBLIC_URL names the site in emails and is the host requests must carry.
+
+    Production requires it. In development it defaults to the bind address, and the bind
+    address (with its loopback aliases) stays trusted as well.
+    """
+    raw = str(config["PUBLIC_URL"] or "").strip()
+    if not raw:
+        if config["ENV"] == "production":
+            raise ConfigError(
+                "PUBLIC_URL", "is required when CHAT_ENV=production (e.g. https://chat.example.org)"
+            )
+        host = "127.0.0.1" if bind_host in WILDCARD_HOSTS else bind_host
+        raw = f"http://{'[' + host + ']' if ':' in host else host}:{bind_port}"
+    origin = normalise_origin(raw.rstrip("/"))
+    if origin is None:
+        raise ConfigError("PUBLIC_URL", f"{raw!r} is not a URL like https://chat.example.org")
+    config["PUBLIC_URL"] = origin
+    hosts = {urlsplit(origin).hostname or ""}
+    if config["ENV"] == "development":
+        if bind_host in WILDCARD_HOSTS or bind_host in LOOPBACK_NAMES:
+            hosts.update(LOOPBACK_NAMES)
+        else:
+            hosts.add(bind_host.lower())
+    config["TRUSTED_HOSTS"] = sorted(hosts)
+
+
+def normalise_origin(value: str) -> str | None:
+    """`scheme://host[:port]` in lower case with the scheme's default port left out, or None."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        return None
+    scheme = parts.scheme.lower()
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == {"http": 80, "https": 443}[scheme]:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
 
 
 def parse_bind(bind: str) -> tuple[str, int]:

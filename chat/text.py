@@ -8,13 +8,26 @@ from markupsafe import Markup, escape
 
 # http(s) URLs up to whitespace or a character that cannot end one in prose.
 _URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]}]", re.IGNORECASE)
-# Control characters other than tab and newline never belong in a chat message.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Never shown, never stored: C0 controls but tab and newline, DEL and the C1 controls; the
+# bidi embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), with which "\u202e
+# lareneg" shows as "general"; and lone surrogates, which JSON can carry ("\ud800") but no
+# encoder accepts. The joiners U+200C and U+200D stay: emoji and several scripts need them.
+_HIDDEN = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_NOT_IN_BODIES = re.compile(f"[{_HIDDEN}]")
+# Names also lose what only makes two names differ invisibly: zero-width space, word joiner,
+# byte order mark, and the direction marks (LRM, RLM, ALM).
+_NOT_IN_NAMES = re.compile(f"[{_HIDDEN}\\u200b\\u2060\\ufeff\\u200e\\u200f\\u061c]")
 
 
 def clean_body(raw: str) -> str:
-    """Normalise newlines, drop control characters, trim the ends."""
-    return _CONTROL.sub("", raw.replace("\r\n", "\n").replace("\r", "\n")).strip()
+    """Normalise newlines, drop hidden and control characters, trim the ends."""
+    text = raw.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n")
+    return _NOT_IN_BODIES.sub("", text.replace("\u2029", "\n")).strip()
+
+
+def clean_line(raw: str) -> str:
+    """A one-line name: hidden characters dropped, runs of whitespace folded to one space."""
+    return " ".join(_NOT_IN_NAMES.sub("", raw).split())
 
 
 def linkify(text: str) -> Markup:

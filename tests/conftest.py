@@ -15,7 +15,7 @@ from redis import Redis
 
 from app import create_app
 from chat.embedded_redis import EmbeddedRedis
-from tests.support import Inbox, SmtpServer
+from tests.support import GENEROUS_LIMITS, Inbox, SmtpServer
 
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 
@@ -67,9 +67,8 @@ def settings(redis_url: str, smtp_server: SmtpServer, tmp_path: Path) -> dict[st
         "SMTP_URL": smtp_server.url,
         "SECRET_KEY": SECRET,
         "COOKIE_SECURE": False,
-        "CODE_SENDS_PER_IP_PER_HOUR": 1000,
-        "CODE_SENDS_PER_EMAIL_PER_HOUR": 1000,
-        "CODE_RESEND_SECONDS": 1,
+        "PUBLIC_URL": "http://localhost",  # the test client's Host
+        **GENEROUS_LIMITS,
     }
 
 

@@ -212,31 +212,6 @@ async def test_resend_is_throttled_with_retry_time_and_nothing_sent(make_app, in
     assert len(inbox.to("again@example.org")) == 1
 
 
-async def test_hourly_cap_per_ip(make_app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
-    app = await make_app(CODE_SENDS_PER_IP_PER_HOUR=2)
-    client = app.test_client()
-    for n in range(2):
-        assert (
-            await client.post("/login", form={"email": f"ip{n}@example.org"})
-        ).status_code == 200
-    response = await client.post("/login", form={"email": "ip2@example.org"})
-    assert response.status_code == 429 and "minutes" in await response.get_data(as_text=True)
-    assert inbox.to("ip2@example.org") == []
-
-
-async def test_email_locked_after_consecutive_failures(make_app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
-    app = await make_app(SIGNIN_FAILURES_BEFORE_LOCK=3, CODE_MAX_ATTEMPTS=10)
-    client = app.test_client()
-    await client.post("/login", form={"email": "locked@example.org"})
-    code = await inbox.wait_for_code("locked@example.org")
-    wrong = "000000" if code != "000000" else "111111"
-    for _ in range(3):
-        await client.post("/login/code", form={"email": "locked@example.org", "code": wrong})
-    response = await client.post("/login/code", form={"email": "locked@example.org", "code": code})
-    assert response.status_code == 400
-    assert "Too many wrong codes" in await response.get_data(as_text=True)
-
-
 async def test_allowed_email_domains(make_app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
     app = await make_app(ALLOWED_EMAIL_DOMAINS="example.org")
     client = app.test_client()
@@ -367,19 +342,6 @@ async def test_slow_smtp_times_out_with_clear_error_and_no_code(
         controller.stop()
 
 
-async def test_hourly_cap_per_email(make_app, inbox: Inbox) -> None:  # type: ignore[no-untyped-def]
-    app = await make_app(CODE_SENDS_PER_EMAIL_PER_HOUR=2)
-    client = app.test_client()
-    for _ in range(2):
-        assert (
-            await client.post("/login", form={"email": "capped@example.org"})
-        ).status_code == 200
-        await asyncio.sleep(1.1)  # past CODE_RESEND_SECONDS=1
-    response = await client.post("/login", form={"email": "capped@example.org"})
-    assert response.status_code == 429 and "Try again in" in await response.get_data(as_text=True)
-    assert len(inbox.to("capped@example.org")) == 2
-
-
 class RejectingInbox(Inbox):
     """An SMTP server that refuses every message."""
 
@@ -403,20 +365,3 @@ async def test_smtp_rejection_shows_clear_error_and_no_code(make_app, redis_sync
         assert redis_sync.keys("code:*") == []
     finally:
         controller.stop()
-
-
-async def test_per_ip_cap_uses_the_forwarded_address_behind_a_trusted_proxy(
-    make_app, inbox: Inbox
-) -> None:  # type: ignore[no-untyped-def]
-    app = await make_app(PROXY_HOPS=1, CODE_SENDS_PER_IP_PER_HOUR=1)
-    client = app.test_client()
-
-    async def ask(address: str, forwarded_for: str) -> int:
-        response = await client.post(
-            "/login", form={"email": address}, headers={"X-Forwarded-For": forwarded_for}
-        )
-        return response.status_code
-
-    assert await ask("one@example.org", "203.0.113.1") == 200
-    assert await ask("two@example.org", "203.0.113.1") == 429  # same client behind the proxy
-    assert await ask("three@example.org", "203.0.113.2") == 200  # another client

@@ -194,6 +194,7 @@ async def test_image_serves_chat_as_non_root_and_stops_on_sigterm(
     port = free_port()
     env = {
         "CHAT_BIND": f"127.0.0.1:{port}",
+        "CHAT_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "CHAT_WORKERS": "2",
         "CHAT_SECRET_KEY": SECRET,
         "CHAT_REDIS_URL": redis.url,

@@ -14,7 +14,7 @@ from quart import Quart
 from quart.testing.connections import WebsocketDisconnectError
 from redis import Redis
 
-from chat.text import clean_body
+from chat.text import clean_body, clean_line
 from tests.conftest import sign_in
 from tests.support import Inbox
 
@@ -31,16 +31,24 @@ json_values = st.recursive(
     ),
     max_leaves=10,
 )
+# Any code point, lone surrogates included: JSON carries them ("\ud800"), no encoder takes them.
+any_text = st.text(st.characters(codec=None, exclude_categories=()), max_size=200)
+# What a form or a URL can carry: any code point UTF-8 can encode (controls and bidi included).
+form_text = st.text(st.characters(codec="utf-8", exclude_categories=()), max_size=200)
+deep_nesting = st.integers(min_value=100, max_value=30000).flatmap(
+    lambda depth: st.sampled_from(["[" * depth, '{"a":' * depth, '{"body":' + "[" * depth])
+)
 message_objects = st.fixed_dictionaries(
     {},
     optional={
-        "body": st.one_of(st.text(max_size=4100), json_values),
+        "body": st.one_of(st.text(max_size=4100), any_text, json_values),
         "client_id": st.one_of(st.text(max_size=70), json_values),
         "headers": json_values,
     },
 )
 frames = st.one_of(
     st.text(max_size=200),
+    deep_nesting,
     # Not b"": Quart's test client cannot carry an empty binary frame (KeyError in quart.asgi).
     st.binary(min_size=1, max_size=200),
     message_objects.map(json.dumps),
@@ -76,7 +84,10 @@ async def test_check_code_never_fails_badly(app: Quart, email: str, code: str) -
 @pytest.fixture
 async def fuzz_room(make_app: Any, inbox: Inbox) -> tuple[Quart, Any]:
     app = await make_app(
-        WS_MESSAGES_PER_SECOND=100000, WS_BURST=100000, WS_MAX_SOCKETS_PER_SESSION=1000
+        WS_MESSAGES_PER_SECOND=100000,
+        WS_BURST=100000,
+        WS_MAX_SOCKETS_PER_SESSION=1000,
+        WS_HANDSHAKES_PER_MINUTE=100000,
     )
     client = app.test_client()
     await sign_in(client, inbox, "fuzz@example.org")
@@ -120,8 +131,40 @@ async def test_socket_survives_any_frame(
     if isinstance(frame, str):
         try:
             expected = acceptable(json.loads(frame))
-        except ValueError:
+        except (ValueError, RecursionError):
             expected = None
     new = stored[before:]
     assert all(body in (expected, "probe") for body in new), new
     assert (await client.get("/healthz")).status_code == 200
+
+
+@FUZZ
+@given(
+    name=form_text, extra=st.dictionaries(st.text(max_size=20), st.text(max_size=50), max_size=2)
+)
+async def test_room_names_never_fail_badly(
+    fuzz_room: tuple[Quart, Any], redis_sync: Redis, name: str, extra: dict[str, str]
+) -> None:
+    _app, client = fuzz_room
+    response = await client.post("/rooms", form={**extra, "name": name})
+    assert response.status_code in (303, 400, 429)
+    for stored in redis_sync.hvals("rooms"):
+        assert stored == clean_line(stored) and stored  # nothing hidden, nothing empty
+
+
+@FUZZ
+@given(before=form_text, after=form_text, epoch=form_text)
+async def test_paging_and_socket_parameters_never_fail_badly(
+    fuzz_room: tuple[Quart, Any], before: str, after: str, epoch: str
+) -> None:
+    _app, client = fuzz_room
+    older = await client.get("/rooms/general/older", query_string={"before": before})
+    assert older.status_code in (200, 400)
+    listing = await client.get("/rooms", query_string={"after": after})
+    assert listing.status_code in (200, 400)
+    async with client.websocket(
+        "/rooms/general/ws", query_string={"after": after, "epoch": epoch}
+    ) as ws:
+        async with asyncio.timeout(5):
+            while 'id="online"' not in await ws.receive():
+                pass

@@ -23,7 +23,7 @@ import websockets
 from chat.embedded_redis import free_port
 from tests.conftest import SECRET
 from tests.servers import ROOT, AppServer, connection_owners, descendants_of
-from tests.support import Inbox, SmtpServer
+from tests.support import GENEROUS_LIMITS, Inbox, SmtpServer
 
 pytestmark = pytest.mark.slow
 
@@ -83,6 +83,22 @@ def test_make_run_entry_serves_and_leaves_no_process(tmp_path: Path) -> None:
             "app.py",
             {"CHAT_ENV": "production", "CHAT_REDIS_URL": "redis://127.0.0.1:1/0"},
             "CHAT_SECRET_KEY",
+        ),
+        (
+            "chat.serve",
+            {
+                "CHAT_ENV": "production",
+                "CHAT_REDIS_URL": "redis://127.0.0.1:1/0",
+                "CHAT_SECRET_KEY": "k" * 40,
+            },
+            "CHAT_PUBLIC_URL",
+        ),
+        ("app.py", {"CHAT_PUBLIC_URL": "chat.example.org"}, "CHAT_PUBLIC_URL"),
+        ("app.py", {"CHAT_PUBLIC_URL": "https://chat.example.org/chat"}, "CHAT_PUBLIC_URL"),
+        (
+            "app.py",
+            {"CHAT_CODE_SENDS_PER_EMAIL_PER_HOUR": "5"},
+            "CHAT_CODE_SENDS_PER_EMAIL_PER_HOUR",
         ),
         ("app.py", {"CHAT_WORKERS": "many"}, "CHAT_WORKERS"),
         ("app.py", {"CHAT_BIND": "8000"}, "CHAT_BIND"),
@@ -148,7 +164,7 @@ def server_settings(redis_url: str, smtp: SmtpServer, **overrides: Any) -> dict[
         "SMTP_URL": smtp.url,
         "SECRET_KEY": SECRET,
         "COOKIE_SECURE": False,
-        "CODE_SENDS_PER_IP_PER_HOUR": 1000,
+        **GENEROUS_LIMITS,
         **overrides,
     }
 

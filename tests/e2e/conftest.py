@@ -19,7 +19,7 @@ from tests.conftest import SECRET
 from tests.e2e.people import Cast
 from tests.e2e.processes import crash
 from tests.servers import AppServer
-from tests.support import SmtpServer
+from tests.support import GENEROUS_LIMITS, SmtpServer
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -74,9 +74,7 @@ def server_settings(redis_url: str, smtp_url: str) -> dict[str, Any]:
         "SMTP_URL": smtp_url,
         "SECRET_KEY": SECRET,
         "COOKIE_SECURE": False,
-        "CODE_SENDS_PER_IP_PER_HOUR": 100_000,
-        "CODE_SENDS_PER_EMAIL_PER_HOUR": 100_000,
-        "CODE_RESEND_SECONDS": 1,
+        **GENEROUS_LIMITS,
     }
 
 

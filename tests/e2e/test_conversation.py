@@ -51,7 +51,9 @@ async def test_a_new_room_can_be_joined_by_someone_else(cast: Cast) -> None:
     await ada.wait_until_live()
     await expect(ada.page.get_by_role("heading", level=1)).to_contain_text("Release planning")
 
-    await bob.page.reload()  # the room list as it is now
+    # Bob's own list holds the rooms he opened; every room is one link away.
+    await expect(bob.page.get_by_role("main").get_by_text("Release planning")).to_have_count(0)
+    await bob.page.get_by_role("link", name="All rooms").click()
     await bob.open_room("Release planning")
     await expect(bob.page).to_have_url(cast.base_url + "/rooms/release-planning")
     await expect(ada.online.get_by_text("bob", exact=True)).to_be_visible()
