@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: run test test-fast lint format vendor clean image container-smoke bench bench-full
+.PHONY: run test test-fast lint format vendor clean image container-smoke bench bench-full translations
 
 .tools/bin/uv:
 	python3 scripts/bootstrap-uv
@@ -33,6 +33,14 @@ lint: .venv/.synced
 format: .venv/.synced
 	$(UV) run --frozen ruff format .
 	$(UV) run --frozen ruff check --fix .
+
+## Extract every translatable string into translations/messages.pot and merge it into each
+## language's messages.po (then translate what is new; the test suite fails until you do).
+translations: .venv/.synced
+	$(UV) run --frozen pybabel extract -F babel.cfg --add-location=file --sort-output --no-wrap \
+		--project=htmx-chat --copyright-holder="htmx-chat contributors" -o translations/messages.pot .
+	$(UV) run --frozen pybabel update -i translations/messages.pot -d translations --no-wrap \
+		--no-fuzzy-matching --ignore-obsolete
 
 ## Benchmarks (bench/REPORT.md): a default scenario in under 2 minutes, prints a table.
 bench: .venv/.synced

@@ -12,8 +12,8 @@ from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart
 from quart_auth import QuartAuth
 
-from blueprints import auth, errors, health, live, rooms
-from chat import bus, logs, presence, security, store, templating
+from blueprints import auth, errors, health, live, rooms, settings
+from chat import bus, i18n, logs, presence, security, store, templating
 from chat import rooms as room_registry
 from chat.sessions import ChatUser
 from chat.settings import ConfigError, apply_defaults, validate
@@ -59,10 +59,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     QuartAuth(app, user_class=ChatUser)
     security.init_app(app)
     templating.init_app(app)
+    i18n.init_app(app)
     bus.init_app(app)
     presence.init_app(app)
     room_registry.init_app(app)
-    for blueprint in (auth.bp, rooms.bp, live.bp, health.bp):
+    for blueprint in (auth.bp, rooms.bp, live.bp, health.bp, settings.bp):
         app.register_blueprint(blueprint)
     errors.init_app(app)
     if app.config["PROXY_HOPS"]:

@@ -54,13 +54,23 @@ class Cell:
 
 
 # -- sign-in and rooms, through the real HTTP flow ------------------------------------------
-async def sign_in(client: httpx.AsyncClient, smtp: Smtp, address: str) -> str:
+# Users are spread over both languages and three time zones, so every room's sockets on a
+# worker ask for up to six different copies of each message (chat/localize.py).
+LANGUAGES = ("en", "zh_Hans")
+TIME_ZONES = ("UTC", "Asia/Shanghai", "America/New_York")
+
+
+async def sign_in(client: httpx.AsyncClient, smtp: Smtp, address: str, n: int = 0) -> str:
     response = await client.post("/login", data={"email": address})
     response.raise_for_status()
     code = await smtp.inbox.wait_for_code(address)
     response = await client.post("/login/code", data={"email": address, "code": code})
     if response.status_code != 303:
         raise RuntimeError(f"sign-in of {address} failed: {response.status_code}")
+    choice = {"locale": LANGUAGES[n % 2], "time_zone": TIME_ZONES[n % 3]}
+    response = await client.post("/settings", data=choice)
+    if response.status_code != 303:
+        raise RuntimeError(f"settings of {address} not saved: {response.status_code}")
     return "; ".join(f"{k}={v}" for k, v in client.cookies.items())
 
 
@@ -69,7 +79,7 @@ async def sign_in_many(base: str, smtp: Smtp, count: int, concurrency: int = 8) 
 
     async def one(n: int) -> str:
         async with gate, httpx.AsyncClient(base_url=base, timeout=30) as client:
-            return await sign_in(client, smtp, f"user{n}@bench.example.org")
+            return await sign_in(client, smtp, f"user{n}@bench.example.org", n)
 
     return list(await asyncio.gather(*(one(n) for n in range(count))))
 

@@ -21,7 +21,7 @@ from tests.servers import AppServer, descendants_of
 from tests.support import GENEROUS_LIMITS, SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
-CODE_IN_SUBJECT = re.compile(r"^(\d{8}) is your sign-in code$")
+CODE_IN_SUBJECT = re.compile(r"^(\d{8}) ")  # first in the subject, in every language
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import logging
+import re
 
-from email_validator import EmailNotValidError, validate_email
 from quart import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import current_user, login_user, logout_user
 
-from chat import codes, mailer, people, sessions, signin_limits, store
+from chat import addresses, codes, mailer, people, sessions, signin_limits, store
 from chat.codes import Requester, Verdict
+from chat.problems import problem
 from chat.sessions import ChatUser, current_session
-from chat.text import clean_line
 
 bp = Blueprint("auth", __name__)
 log = logging.getLogger("chat.auth")
+
+ATTEMPT_COOKIE = "chat_signin"
+ATTEMPT_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
 
 def code_policy() -> codes.CodePolicy:
@@ -37,6 +40,7 @@ def send_policy() -> signin_limits.SendPolicy:
         per_inbox=config["CODE_SENDS_PER_EMAIL_PER_HOUR"],
         per_inbox_network=config["CODE_SENDS_PER_EMAIL_PER_NETWORK_PER_HOUR"],
         per_network=config["CODE_SENDS_PER_IP_PER_HOUR"],
+        per_site=config["CODE_SENDS_PER_HOUR"],
     )
 
 
@@ -44,12 +48,19 @@ def check_policy() -> signin_limits.CheckPolicy:
     config = current_app.config
     return signin_limits.CheckPolicy(
         per_network_per_hour=config["CODE_CHECKS_PER_IP_PER_HOUR"],
-        per_minute=config["CODE_CHECKS_PER_MINUTE"],
+        failures_per_minute=config["CODE_CHECKS_PER_MINUTE"],
+        new_address_failures_per_hour=config["NEW_ADDRESS_FAILURES_PER_HOUR"],
     )
 
 
-def requester(email: str) -> Requester:
-    return signin_limits.requester(store.secret(), email, request.remote_addr)
+def attempt_token() -> str:
+    """The browser's sign-in cookie, if it holds something we could have made."""
+    token = request.cookies.get(ATTEMPT_COOKIE, "")
+    return token if ATTEMPT_TOKEN.fullmatch(token) else ""
+
+
+def requester(email: str, token: str) -> Requester:
+    return signin_limits.requester(store.secret(), email, request.remote_addr, token)
 
 
 async def step(template: str, status: int = 200, **context: object) -> tuple[str, int]:
@@ -57,15 +68,6 @@ async def step(template: str, status: int = 200, **context: object) -> tuple[str
     if request.headers.get("HX-Request"):
         return await render_template(f"auth/{template}", **context), status
     return await render_template("auth/login.html", form=template, **context), status
-
-
-def normalise_email(raw: str) -> str | None:
-    if "\r" in raw or "\n" in raw or len(raw) > 254 or clean_line(raw) != raw.strip():
-        return None  # invisible or control characters have no place in an address
-    try:
-        return validate_email(raw.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError:
-        return None
 
 
 @bp.get("/login")
@@ -77,88 +79,99 @@ async def login() -> ResponseReturnValue:
 
 
 @bp.post("/login")
-async def send_code() -> tuple[str, int]:
+async def send_code() -> ResponseReturnValue:
     """Mail a code to the address and ask for it."""
     form = await request.form
     raw = form.get("email", "")
-    email = normalise_email(raw)
-    if email is None:
+    config = current_app.config
+    domains: list[str] = config["ALLOWED_EMAIL_DOMAINS"]
+    address = addresses.normalise(raw, domains)
+    if address is None:
         return await step(
-            "_email_form.html",
-            400,
-            email=raw[:254],
-            error="Enter a valid email address, like name@example.org.",
+            "_email_form.html", 400, email=raw[:254], problem=problem("invalid_email")
         )
-    domains = current_app.config["ALLOWED_EMAIL_DOMAINS"]
+    email = address.email
     if domains and email.rsplit("@", 1)[1] not in domains:
         return await step(
             "_email_form.html",
             400,
             email=email,
-            error="This chat only accepts addresses from: " + ", ".join(domains) + ".",
+            problem=problem("domain_not_allowed", domains=domains),
         )
-    redis, who = store.redis(), requester(email)
+    token = attempt_token() or signin_limits.new_attempt_token()
+    redis, who = store.redis(), requester(email, token)
     known = await codes.is_known_network(redis, who)
     wait = await signin_limits.acquire_send(redis, who, known, send_policy())
     if wait:
         return await step(
-            "_email_form.html",
-            429,
-            email=email,
-            error=f"Too many codes asked for. Try again in {_duration(wait)}.",
+            "_email_form.html", 429, email=email, problem=problem("too_many_codes", seconds=wait)
         )
     code = codes.new_code()
-    config = current_app.config
-    message = mailer.code_email(
-        config["MAIL_FROM"], email, code, config["CODE_TTL_SECONDS"], config["PUBLIC_URL"]
+    message = await mailer.code_email(
+        config["MAIL_FROM"],
+        address.deliver_to,
+        code,
+        config["CODE_TTL_SECONDS"],
+        config["PUBLIC_URL"],
     )
     try:
         await mailer.send(message, config["SMTP"], config["SMTP_TIMEOUT_SECONDS"])
     except mailer.MailError as error:
         log.warning("sign-in code not sent: %s", error)
         await signin_limits.release_resend(redis, who)
-        return await step(
-            "_email_form.html",
-            503,
-            email=email,
-            error="We couldn't send the code, try again in a minute.",
+        kind = (
+            "address_needs_smtputf8" if isinstance(error, mailer.NeedsSmtpUtf8) else "code_not_sent"
         )
+        return await step("_email_form.html", 503, email=email, problem=problem(kind))
     # Stored only once the mail server took the message: no live code without its email.
     await codes.store(redis, store.secret(), email, who, code, code_policy())
     log.info("sign-in code sent")
-    return await step("_code_form.html", email=email)
+    html, status = await step("_code_form.html", email=email)
+    response = Response(html, status)
+    # The code works only in the browser that holds this: nobody else can guess it or use up
+    # its tries, wherever they are.
+    response.set_cookie(
+        ATTEMPT_COOKIE,
+        token,
+        max_age=config["CODE_TTL_SECONDS"],
+        path=url_for("auth.login"),
+        secure=config["COOKIE_SECURE"],
+        httponly=True,
+        samesite="Lax",
+    )
+    return response
 
 
 @bp.post("/login/code")
 async def check_code() -> ResponseReturnValue:
     """Sign in with the emailed code."""
     form = await request.form
-    email = normalise_email(form.get("email", ""))
+    config = current_app.config
+    address = addresses.normalise(form.get("email", ""), config["ALLOWED_EMAIL_DOMAINS"])
     code = form.get("code", "")
-    if email is None:
-        return await step("_email_form.html", 400, error="Start again with your email address.")
-    redis, who = store.redis(), requester(email)
+    if address is None:
+        return await step("_email_form.html", 400, problem=problem("start_again"))
+    email = address.email
+    redis, who = store.redis(), requester(email, attempt_token())
     known = await codes.is_known_network(redis, who)
-    wait = await signin_limits.acquire_check(redis, who, known, check_policy())
+    new_address = not await people.exists(redis, email)
+    wait = await signin_limits.acquire_check(redis, who, known, new_address, check_policy())
     if wait:
         log.info("sign-in check refused: too many from this network or the site")
         return await step(
-            "_code_form.html",
-            429,
-            email=email,
-            error=f"Too many sign-in attempts. Try again in {_duration(wait)}.",
+            "_code_form.html", 429, email=email, problem=problem("too_many_attempts", seconds=wait)
         )
     verdict = await codes.verify(redis, store.secret(), email, who, code, code_policy())
     if verdict is not Verdict.OK:
         log.info("sign-in failed: %s", verdict.value)
-        error = {
-            Verdict.WRONG: "That code is not right. Check the email and try again.",
-            Verdict.EXPIRED: "That code has expired or was used up, or it was asked for "
-            "from another network. Ask for a new one.",
-            Verdict.LOCKED: "Too many wrong codes for this address. Try again later.",
+        if verdict is Verdict.WRONG:
+            await signin_limits.record_failure(redis, known, new_address)
+        kind = {
+            Verdict.WRONG: "wrong_code",
+            Verdict.EXPIRED: "code_expired",
+            Verdict.LOCKED: "code_locked",
         }[verdict]
-        return await step("_code_form.html", 400, email=email, error=error)
-    config = current_app.config
+        return await step("_code_form.html", 400, email=email, problem=problem(kind))
     session = await sessions.create(
         redis,
         email,
@@ -185,9 +198,3 @@ def _go_to(location: str) -> ResponseReturnValue:
     if request.headers.get("HX-Request"):
         return Response("", 200, headers={"HX-Redirect": location})
     return redirect(location, 303)
-
-
-def _duration(seconds: int) -> str:
-    if seconds < 90:
-        return "1 second" if seconds == 1 else f"{seconds} seconds"
-    return f"{(seconds + 59) // 60} minutes"

@@ -19,19 +19,9 @@ from quart_auth import Unauthorized
 from werkzeug.exceptions import HTTPException
 
 from chat import store
+from chat.problems import Problem, ShownError, problem
 
 log = logging.getLogger("chat.errors")
-
-TITLES = {
-    400: "That request was not understood",
-    403: "Not allowed",
-    404: "Not found",
-    405: "Not allowed",
-    413: "Too large",
-    429: "Too many requests",
-    500: "Something went wrong",
-    503: "Temporarily unavailable",
-}
 
 
 def init_app(app: Quart) -> None:
@@ -44,7 +34,11 @@ def init_app(app: Quart) -> None:
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> tuple[str, int]:
         code = error.code or 500
-        return await page(code, TITLES.get(code, "Error"), error.description or ""), code
+        return await page(code), code
+
+    @app.errorhandler(ShownError)
+    async def shown_error(error: ShownError) -> tuple[str, int]:
+        return await page(error.status, error.problem), error.status
 
     for exception in store.REDIS_DOWN:
         app.register_error_handler(exception, redis_down)
@@ -52,19 +46,18 @@ def init_app(app: Quart) -> None:
     @app.errorhandler(Exception)
     async def unexpected(error: Exception) -> tuple[str, int]:
         log.exception("unhandled error on %s", _path())
-        return await page(500, TITLES[500], "The error was logged. Please try again."), 500
+        return await page(500, problem("unexpected")), 500
 
 
 async def redis_down(error: Exception) -> tuple[str, int]:
     # Some redis-py errors (a pool wait that timed out) carry no text: name the kind too.
     log.warning("Redis unreachable on %s: %s: %s", _path(), type(error).__name__, error)
-    return await page(
-        503, TITLES[503], "The chat cannot reach its database right now. Try again in a moment."
-    ), 503
+    return await page(503, problem("database_unreachable")), 503
 
 
-async def page(code: int, title: str, detail: str) -> str:
-    return await render_template("error.html", code=code, title=title, detail=detail)
+async def page(code: int, reason: Problem | None = None) -> str:
+    """The error page; its title comes from the status code (templates/error.html)."""
+    return await render_template("error.html", code=code, problem=reason)
 
 
 def _path() -> str:

@@ -15,11 +15,13 @@ from quart.blueprints import BlueprintSetupState
 from quart.wrappers import Websocket
 
 from chat import bus as bus_module
-from chat import frames, history, live_room, presence, rooms, security, sessions, store
+from chat import frames, history, i18n, live_room, presence, rooms, security, sessions, store
 from chat.bus import Signal, Subscription
 from chat.fragments import render_fragment
 from chat.frames import CLOSE_POLICY, FrameBudget
+from chat.localize import Localizer
 from chat.messages import CLIENT_ID, new_id, post_message, room_channel
+from chat.problems import Problem, problem
 from chat.sessions import Session, current_session, session_channel
 from chat.text import clean_body
 
@@ -32,6 +34,7 @@ BATCH_LIMIT = 64
 EPOCH = re.compile(r"^[0-9a-f]{1,32}$")
 
 # hx-ws reconnects after these (the others are in chat/frames.py).
+CLOSE_SERVER_ERROR = 1011
 CLOSE_RESTART = 1012
 CLOSE_TRY_AGAIN = 1013
 
@@ -42,6 +45,7 @@ class OpenSockets:
     def __init__(self) -> None:
         self.sockets: set[RoomSocket] = set()
         self.closing = False
+        self.localizer = Localizer()  # one viewer copy per language and zone, per item
 
 
 def keep_open_sockets(state: BlueprintSetupState) -> None:
@@ -90,8 +94,12 @@ class RoomSocket:
         self.session_id = session.id
         self.user = presence.user_of(session.person, session.email)
         self.last_id = after
+        self.seen = history.id_key(after) if after else None  # last_id, parsed
         self.epoch = epoch
         self.socket_id = secrets.token_hex(8)
+        # Chosen at the handshake (chat/i18n.py); kept for renders from outside the handler.
+        self.variant = i18n.current() or i18n.Variant()
+        self.localizer: Localizer = current_app.extensions["live"].localizer
         # The connection itself, not the context-bound proxy: a shutdown closes it from
         # outside the handler's context.
         self.websocket: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
@@ -118,9 +126,7 @@ class RoomSocket:
             abort(429)
         if claim == "full":
             await websocket.accept()
-            await self.send_error(
-                f"Too many open tabs: at most {cap} per sign-in. Close some and reload."
-            )
+            await self.send_problem(problem("too_many_tabs", cap=cap))
             await websocket.close(CLOSE_POLICY, "too many sockets for this session")
             return
         await self.serve()  # leave() gives the socket back; if never reached, it expires
@@ -166,11 +172,12 @@ class RoomSocket:
         frame, newest = await live_room.backfill_frame(self.slug, self.last_id)
         if history_lost:
             frame = (frame or await live_room.empty_history_frame()) + await render_fragment(
-                "rooms/_notice.html", text="The server lost this room's history."
+                "rooms/_notice.html", notice="history_lost"
             )
         if frame is not None:
             await websocket.send(frame)
         self.last_id = newest
+        self.seen = history.id_key(newest) if newest else None
 
     async def join(self) -> None:
         local: presence.LocalSockets = current_app.extensions["presence"]
@@ -209,6 +216,9 @@ class RoomSocket:
         except store.REDIS_DOWN as error:  # a catch-up read failed: the client retries it
             log.warning("socket catch-up failed (room %s): %s", self.slug, error)
             await self.close(CLOSE_TRY_AGAIN, "try again")
+        except Exception:  # never a socket that silently stops receiving
+            log.exception("forwarding to a socket failed (room %s)", self.slug)
+            await self.close(CLOSE_SERVER_ERROR, "server error")
 
     async def forward_items(self, subscription: Subscription) -> None:
         async for first in subscription:
@@ -222,22 +232,22 @@ class RoomSocket:
                 if item is Signal.GAP:
                     await self.send_batch(batch)
                     # A sign-out published while pub/sub was down never reached us.
-                    if not (await sessions.alive(store.redis(), [self.session.id]))[0]:
+                    max_seconds = int(current_app.config["SESSION_MAX_SECONDS"])
+                    if not (await sessions.alive(store.redis(), [self.session.id], max_seconds))[0]:
                         await self.session_ended()
                         return
                     await self.send_backfill()
                     continue
-                key, _, frame = item.partition("\n")
+                piece = self.localizer.cached(item, self.variant)
+                key, position, frame = piece or await self.localizer.make(item, self.variant)
                 if key == "revoke":
                     await self.send_batch(batch)
                     await self.session_ended()
                     return
-                if key:
-                    if self.last_id is not None and history.id_key(key) <= history.id_key(
-                        self.last_id
-                    ):
+                if position is not None:
+                    if self.seen is not None and position <= self.seen:
                         continue  # already sent in the backfill
-                    self.last_id = key
+                    self.last_id, self.seen = key, position
                 batch.append(frame)
             await self.send_batch(batch)
 
@@ -254,7 +264,9 @@ class RoomSocket:
         """Signed out, expired or ended elsewhere: say so, then close (hx-ws stays closed)."""
         with contextlib.suppress(Exception):
             notice = "You are signed out. Reload the page to sign in again."
-            await self.websocket.send(await render_fragment("rooms/_notice.html", text=notice))
+            with i18n.use(self.variant):  # the heartbeat may call this from outside the socket
+                notice = await render_fragment("rooms/_notice.html", notice="signed_out")
+            await self.websocket.send(notice)
         await self.close(CLOSE_POLICY, "signed out")
 
     async def close(self, code: int, reason: str) -> None:
@@ -275,7 +287,7 @@ class RoomSocket:
                 # a run is still told, so nothing a person sent vanishes without a word.
                 self.dropped += 1
                 if self.dropped == 1:
-                    await self.send_error("Slow down: you are sending messages too fast.")
+                    await self.send_problem(problem("sending_too_fast"))
                 elif self.dropped > self.frames.burst:
                     await self.close(CLOSE_POLICY, "sending too fast")
                     return
@@ -285,30 +297,31 @@ class RoomSocket:
             if isinstance(data, tuple):
                 await self.close(*data)
                 return
-            if await self.handle(data):
+            outcome = await self.handle(data)
+            if outcome:
                 self.rejected = 0
-            else:
+            elif outcome is False:
                 self.rejected += 1
                 if self.rejected > self.max_rejected:
                     await self.close(CLOSE_POLICY, "too many rejected frames")
                     return
 
-    async def handle(self, data: dict[str, Any]) -> bool:
-        """Act on one message frame; False if it was refused (the sender is told why)."""
+    async def handle(self, data: dict[str, Any]) -> bool | None:
+        """Act on one message frame: True if posted, False if refused (the sender is told
+        why), None if there was nothing to do (a blank message)."""
         body = data.get("body")
         client_id = data.get("client_id")
         if not isinstance(body, str) or not isinstance(client_id, str):
-            await self.send_error("That message was not understood; reload the page.")
+            await self.send_problem(problem("not_understood"))
             return False
         if not CLIENT_ID.fullmatch(client_id):
             client_id = new_id()
         body = clean_body(body)
         if not body:
-            return True
+            return None
         if len(body) > self.max_chars:
-            await self.send_error(
-                f"Not sent: messages are at most {self.max_chars:,} characters "
-                f"(this one has {len(body):,})."
+            await self.send_problem(
+                problem("message_too_long", limit=self.max_chars, length=len(body))
             )
             return False
         try:
@@ -318,24 +331,21 @@ class RoomSocket:
                 await self.session_ended()
                 return False
             if wait > 0:
-                await self.send_error("Slow down: you are sending messages too fast.")
+                await self.send_problem(problem("sending_too_fast"))
                 return False
             await post_message(self.slug, self.session, body, client_id)
         except store.REDIS_DOWN as error:
             log.warning("message not stored (room %s): %s", self.slug, error)
-            await self.send_error(
-                "Not delivered: the server cannot reach its database. Your text is kept; "
-                "press Send again in a moment."
-            )
-            return True  # the sender did nothing wrong
+            await self.send_problem(problem("not_delivered"))
+            return None  # the sender did nothing wrong
         form = await render_fragment(
             "rooms/_compose.html", slug=self.slug, oob=True, client_id=new_id()
         )
         await websocket.send(form)
         return True
 
-    async def send_error(self, text: str) -> None:
-        await websocket.send(await render_fragment("rooms/_compose_error.html", error=text))
+    async def send_problem(self, refusal: Problem) -> None:
+        await websocket.send(await render_fragment("rooms/_compose_error.html", problem=refusal))
 
 
 def raise_if_cancelled() -> None:

@@ -18,7 +18,9 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from chat import history, people, presence, rooms, sessions, store
+from chat.clients import inbox_key
 from chat.messages import CLIENT_ID, new_id, post_message
+from chat.problems import Problem, ShownError
 from chat.sessions import Session, current_session
 from chat.text import clean_body
 
@@ -50,8 +52,8 @@ async def all_rooms() -> str:
     """Every room, by name, a page at a time."""
     session = await signed_in()
     after = request.args.get("after")
-    if after is not None and not rooms.SLUG.fullmatch(after):
-        abort(400, description="That page of rooms does not exist.")
+    if after is not None and not rooms.is_slug(after):
+        raise ShownError(400, "no_such_rooms_page")
     page, next_after = await rooms.page(store.redis(), after)
     return await render_template(
         "rooms/all.html",
@@ -72,18 +74,19 @@ async def create() -> ResponseReturnValue:
     try:
         name, slug = rooms.clean_name(raw_name)
     except rooms.RoomNameError as error:
-        return await _create_refused(session, str(error), raw_name, 400)
+        return await _create_refused(session, error.problem, raw_name, 400)
     config = current_app.config
     made = await rooms.create(
         store.redis(),
         name,
         slug,
-        session.person,
+        inbox_key(store.secret(), session.email),
         config["ROOMS_PER_PERSON_PER_HOUR"],
         config["MAX_ROOMS"],
     )
     if made.slug is None:
-        return await _create_refused(session, made.error or "", raw_name, made.status)
+        assert made.problem is not None
+        return await _create_refused(session, made.problem, raw_name, made.status)
     location = url_for("rooms.room", slug=made.slug)
     if request.headers.get("HX-Request"):
         return Response("", 200, headers={"HX-Redirect": location})
@@ -91,17 +94,17 @@ async def create() -> ResponseReturnValue:
 
 
 async def _create_refused(
-    session: Session, error: str, name: str, status: int
+    session: Session, refusal: Problem, name: str, status: int
 ) -> ResponseReturnValue:
     if request.headers.get("HX-Request"):
         return await render_template(
-            "rooms/_create_form.html", error=error, name=name[:200]
+            "rooms/_create_form.html", problem=refusal, name=name[:200]
         ), status
     return await render_template(
         "rooms/index.html",
         rooms=await rooms.of_person(store.redis(), session.person),
         session=session,
-        error=error,
+        problem=refusal,
         name=name[:200],
     ), status
 
@@ -139,7 +142,7 @@ async def older(slug: str) -> str:
     """The page of messages before `before`, with its own "Load older" button."""
     before = history.parse_id(request.args.get("before"))
     if before is None:
-        abort(400, description="That is not a message id.")
+        raise ShownError(400, "not_a_message_id")
     if await rooms.name_of(store.redis(), slug) is None:
         abort(404)
     messages = await history.before(store.redis(), slug, before)
@@ -159,18 +162,14 @@ async def post(slug: str) -> ResponseReturnValue:
     body = clean_body(form.get("body", ""))
     limit = current_app.config["MAX_MESSAGE_CHARS"]
     if len(body) > limit:
-        abort(400, description=f"Not sent: messages are at most {limit:,} characters.")
+        raise ShownError(400, "message_too_long", limit=limit, length=len(body))
     if body:
         # The same per-session rate as the socket: one bucket, whichever way a message comes.
         wait = await sessions.take_send_token(store.redis(), session)
         if wait < 0:
             return redirect(url_for("auth.login"), 303)
         if wait > 0:
-            abort(
-                429,
-                description="Not sent: you are sending messages too fast. Go back, "
-                "wait a moment and send again.",
-            )
+            raise ShownError(429, "sending_too_fast_form")
         client_id = form.get("client_id", "")
         await post_message(
             slug, session, body, client_id if CLIENT_ID.fullmatch(client_id) else new_id()

@@ -1,8 +1,8 @@
 """One-time sign-in codes: CSPRNG digits, stored only as an HMAC, short-lived, single use.
 
-A code belongs to the address it was mailed to AND the client network that asked for it
-(chat/clients.py): guesses from anywhere else cannot touch it, so a stranger can neither guess
-a code someone else asked for nor kill it with wrong tries. Wrong codes count per (inbox,
+A code belongs to the address it was mailed to AND the browser that asked for it (a random
+sign-in cookie): guesses from anywhere else cannot touch it, so a stranger can neither guess a
+code someone else asked for nor kill it with wrong tries. Wrong codes count per (inbox, client
 network) and, for networks the inbox never signed in from, per inbox across networks; each
 count locks its own scope when full. The arithmetic behind the numbers is in SECURITY.md.
 """
@@ -27,7 +27,7 @@ KNOWN_NETWORK_SECONDS = 90 * 86400
 class Verdict(Enum):
     OK = "ok"
     WRONG = "wrong"
-    EXPIRED = "expired"  # no live code for this network: never sent, timed out, used, or killed
+    EXPIRED = "expired"  # no live code for this browser: never sent, timed out, used, killed
     LOCKED = "locked"  # too many wrong codes for this address (from this network, or strangers')
 
 
@@ -43,11 +43,14 @@ class CodePolicy:
 
 @dataclass(frozen=True)
 class Requester:
-    """Who asks, as keyed digests: the exact address, the inbox it reaches, the client network."""
+    """Who asks, as keyed digests: the exact address, the inbox it reaches, the client network
+    (and, for IPv6, the wider block around it), and the browser's sign-in attempt."""
 
     identity: str
     inbox: str
     network: str
+    wide_network: str | None
+    attempt: str
 
     def key(self, name: str) -> str:
         # Every key of one inbox shares a hash tag: its scripts stay in one cluster slot.
@@ -55,7 +58,7 @@ class Requester:
 
     @property
     def code_key(self) -> str:
-        return self.key(f"code:{self.identity}:{self.network}")
+        return self.key(f"code:{self.identity}:{self.attempt}")
 
 
 # Atomic check-and-consume, so two concurrent verifies of one code cannot both succeed.

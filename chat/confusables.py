@@ -38,7 +38,38 @@ def prototypes() -> dict[str, str]:
 
 
 def skeleton(name: str) -> str:
-    """The TR39 skeleton of a case-folded name: equal skeletons mean confusable names."""
+    """The TR39 skeleton, case-folded after the mapping (so "generaI", with a capital i, meets
+    "general"), of the name without its invisible characters: equal means confusable."""
     mapping = prototypes()
-    folded = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", name).casefold())
-    return unicodedata.normalize("NFD", "".join(mapping.get(char, char) for char in folded))
+    visible = "".join(char for char in name if not is_default_ignorable(char))
+    decomposed = unicodedata.normalize("NFD", unicodedata.normalize("NFKC", visible))
+    mapped = unicodedata.normalize("NFD", "".join(mapping.get(char, char) for char in decomposed))
+    return unicodedata.normalize("NFD", mapped.casefold())
+
+
+# Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt): characters that
+# show nothing. Python's unicodedata has no such property.
+DEFAULT_IGNORABLE = (
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+
+
+def is_default_ignorable(char: str) -> bool:
+    point = ord(char)
+    return any(low <= point <= high for low, high in DEFAULT_IGNORABLE)

@@ -6,6 +6,7 @@ from quart import Quart
 
 from chat import bus, history, presence, store
 from chat.fragments import render_fragment
+from chat.localize import template_payload
 from chat.messages import render_frame, room_channel
 
 # A client that missed more than this gets the latest page in place of its list.
@@ -44,11 +45,15 @@ async def online_frame(slug: str) -> str:
 
 
 async def announce(slug: str, user: str, verb: str) -> None:
-    """Tell the room (every worker) that `user` joined or left, with the new Online list."""
+    """Tell the room (every worker) that `user` joined or left, with the new Online list.
+
+    The notice has words, so it goes out as a template that each worker renders once per
+    language and time zone among its sockets (chat/localize.py).
+    """
     name = user.partition(":")[2].rpartition("@")[0]
-    notice = await render_fragment("rooms/_notice.html", text=f"{name} {verb}")
-    frame = notice + await online_frame(slug)
-    await bus.bus().publish(room_channel(slug), "\n" + frame)
+    users = await presence.online(store.redis(), slug)
+    payload = template_payload("rooms/_presence_frame.html", notice=verb, name=name, users=users)
+    await bus.bus().publish(room_channel(slug), "\n" + payload)
 
 
 async def announce_departures(app: Quart, slug: str, users: list[str]) -> None:

@@ -6,11 +6,11 @@ import logging
 import sys
 from email.message import EmailMessage
 from email.utils import make_msgid
-from html import escape
 from urllib.parse import urlsplit
 
 import aiosmtplib
 
+from chat.fragments import render_fragment
 from chat.settings import SmtpTarget
 
 log = logging.getLogger("chat.mail")
@@ -20,34 +20,31 @@ class MailError(Exception):
     """The code could not be handed to the mail server."""
 
 
-def code_email(sender: str, to: str, code: str, ttl_seconds: int, public_url: str) -> EmailMessage:
-    """The code email. The site's name and link come from CHAT_PUBLIC_URL, never from the
-    request: a forged Host header must not be able to put its own name into our mail."""
-    minutes = max(1, ttl_seconds // 60)
-    site = urlsplit(public_url).netloc
-    link = f"{public_url}/login"
+class NeedsSmtpUtf8(MailError):
+    """The address needs SMTPUTF8 (a non-ASCII local part) and the mail server lacks it."""
+
+
+async def code_email(
+    sender: str, to: str, code: str, ttl_seconds: int, public_url: str
+) -> EmailMessage:
+    """The code email, in the language in force (the page that asked for it).
+
+    The site's name and link come from CHAT_PUBLIC_URL, never from the request: a forged Host
+    header must not be able to put its own name into our mail.
+    """
+    context = {
+        "code": code,
+        "site": urlsplit(public_url).netloc,
+        "link": f"{public_url}/login",
+        "minutes": max(1, ttl_seconds // 60),
+    }
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
-    message["Subject"] = f"{code} is your sign-in code"
+    message["Subject"] = (await render_fragment("email/code_subject.txt", **context)).strip()
     message["Message-ID"] = make_msgid(domain=urlsplit(public_url).hostname or "chat.local")
-    text = (
-        f"Your sign-in code for {site} is:\n\n    {code}\n\n"
-        f"Enter it on the page that asked for it ({link}).\n"
-        f"It is valid for {minutes} minutes and works once.\n"
-        "If you did not ask for it, ignore this email: nobody can sign in without the code.\n"
-    )
-    message.set_content(text)
-    message.add_alternative(
-        f"""<!doctype html><html><body style="font-family:sans-serif">
-<p>Your sign-in code for <a href="{escape(link)}">{escape(site)}</a> is:</p>
-<p style="font-size:28px;font-weight:bold;letter-spacing:4px">{code}</p>
-<p>It is valid for {minutes} minutes and works once.</p>
-<p style="color:#666">If you did not ask for it, ignore this email:
-nobody can sign in without the code.</p>
-</body></html>""",
-        subtype="html",
-    )
+    message.set_content(await render_fragment("email/code.txt", **context))
+    message.add_alternative(await render_fragment("email/code.html", **context), subtype="html")
     return message
 
 
@@ -67,6 +64,8 @@ async def send(message: EmailMessage, target: SmtpTarget | None, timeout: float)
             start_tls=target.security == "starttls",
             timeout=timeout,
         )
+    except aiosmtplib.SMTPNotSupported as error:
+        raise NeedsSmtpUtf8(str(error)) from error
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
         raise MailError(f"{type(error).__name__}: {error}") from error
 

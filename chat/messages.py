@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from quart import current_app
 
-from chat import history, store
+from chat import history, i18n, store
 from chat.fragments import render_fragment
 from chat.sessions import Session
 
@@ -72,7 +72,8 @@ async def post_message(slug: str, session: Session, body: str, client_id: str) -
         body=body,
         sent_at=datetime.fromtimestamp(now_ms / 1000, UTC),
     )
-    html = await render_frame([draft])
+    with i18n.use(None):  # for everyone: times become markers each viewer's copy fills in
+        html = await render_frame([draft])
     fields = ["author", session.email, "pid", session.person, "name", session.display_name]
     fields += ["body", body]
     fields += ["ts", str(now_ms), "cid", client_id]

@@ -35,6 +35,11 @@ async def person_for(redis: Redis, email: str) -> str:
     return str(await redis.hget(_BY_EMAIL, digest))
 
 
+async def exists(redis: Redis, email: str) -> bool:
+    """Has this exact address ever signed in?"""
+    return bool(await redis.hexists(_BY_EMAIL, codes.email_key(store.secret(), email)))
+
+
 def hue(person: str) -> int:
     """One of eight avatar colours, stable per person and the same for every viewer."""
     try:

@@ -59,7 +59,8 @@ if had == 0 then return 1 else return 0 end
 
 
 def _keys(slug: str) -> tuple[str, str]:
-    return f"presence:{slug}:lex", f"presence:{slug}:exp"
+    # One room's keys share a cluster slot ({r:<room>}), so its scripts touch one slot.
+    return f"presence:{{r:{slug}}}:lex", f"presence:{{r:{slug}}}:exp"
 
 
 def user_of(person: str, email: str) -> str:
@@ -155,7 +156,10 @@ class LocalSockets:
         if not by_session:
             return
         ids = list(by_session)
-        for session_id, exists in zip(ids, await sessions.alive(redis, ids), strict=True):
+        max_seconds = int(self.app.config["SESSION_MAX_SECONDS"])
+        for session_id, exists in zip(
+            ids, await sessions.alive(redis, ids, max_seconds), strict=True
+        ):
             if not exists:
                 async with self.app.app_context():
                     for member in by_session[session_id]:

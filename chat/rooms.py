@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from chat import confusables, ratelimit, store
 from chat.people import person_key
+from chat.problems import Problem, problem
 from chat.text import clean_line
 
 DEFAULT_ROOM = "general"
@@ -26,7 +27,6 @@ MAX_NAME_CHARS = 60
 MAX_SLUG_CHARS = 40
 PAGE = 50
 SIDEBAR_ROOMS = 50
-SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _KEY = "rooms"
 _BY_NAME = "{rooms}:by-name"
 _SKELETONS = "{rooms}:skeletons"
@@ -35,7 +35,9 @@ log = logging.getLogger("chat.rooms")
 
 
 class RoomNameError(ValueError):
-    pass
+    def __init__(self, kind: str, **args: object) -> None:
+        super().__init__(kind)
+        self.problem = problem(kind, **args)
 
 
 @dataclass(frozen=True)
@@ -43,26 +45,43 @@ class Creation:
     """What asking for a room gave: its slug (new or existing) or why there is none."""
 
     slug: str | None = None
-    error: str | None = None
+    problem: Problem | None = None
     status: int = 200
 
 
+# A slug keeps letters and digits of every script (技术讨论, привет) and folds Latin accents
+# away (Café -> cafe), so existing Latin slugs stay what they were; the rest becomes "-".
+_NOT_SLUG = re.compile(r"[\W_]+")
+
+
 def slugify(name: str) -> str:
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    decomposed = unicodedata.normalize("NFKD", name.lower())
+    # Marks go only where they sit on an ASCII letter: й must stay й, not become и.
+    kept: list[str] = []
+    for char in decomposed:
+        if unicodedata.combining(char) and kept and kept[-1].isascii():
+            continue
+        kept.append(char)
+    composed = unicodedata.normalize("NFC", "".join(kept))
+    slug = _NOT_SLUG.sub("-", composed).strip("-")
     return slug[:MAX_SLUG_CHARS].strip("-")
+
+
+def is_slug(text: str) -> bool:
+    """Could this be one of our slugs? (No need to ask Redis about anything else.)"""
+    return 0 < len(text) <= MAX_SLUG_CHARS and slugify(text) == text
 
 
 def clean_name(raw: str) -> tuple[str, str]:
     """(display name, slug) for a requested room name, or RoomNameError saying why not."""
     name = clean_line(raw)
     if not name:
-        raise RoomNameError("Give the room a name.")
+        raise RoomNameError("room_name_empty")
     if len(name) > MAX_NAME_CHARS:
-        raise RoomNameError(f"Room names are at most {MAX_NAME_CHARS} characters.")
+        raise RoomNameError("room_name_too_long", limit=MAX_NAME_CHARS)
     slug = slugify(name)
     if not slug:
-        raise RoomNameError("Use at least one letter or digit in the room name.")
+        raise RoomNameError("room_name_no_letters")
     return name, slug
 
 
@@ -85,22 +104,24 @@ return 'new'
 
 
 async def create(
-    redis: Redis, name: str, slug: str, person: str, per_hour: int, max_rooms: int
+    redis: Redis, name: str, slug: str, inbox: str, per_hour: int, max_rooms: int
 ) -> Creation:
-    """Make the room, or open the one with that slug; refuse look-alikes and floods."""
+    """Make the room, or open the one with that slug; refuse look-alikes and floods.
+
+    The hourly cap counts per inbox (chat/clients.py), so plus-addresses share it, and only
+    rooms actually made count.
+    """
     if await redis.hexists(_KEY, slug) or slug == DEFAULT_ROOM:
         return Creation(slug)
     skeleton = await asyncio.to_thread(confusables.skeleton, name)  # first use loads the data
     twin = await redis.hget(_SKELETONS, skeleton)
     if twin and twin != slug:
         return _confusable(await name_of(redis, twin) or twin)
-    wait = await ratelimit.fixed_window(redis, person_key(person, "rooms-made"), per_hour, 3600)
+    made_key = f"{{a:{inbox}}}:rooms-made"
+    wait = await ratelimit.peek(redis, made_key, per_hour, 3600)
     if wait:
-        minutes = (wait + 59) // 60
         return Creation(
-            error=f"You can make {per_hour} rooms an hour. Try again in "
-            f"{minutes} minute{'s' if minutes != 1 else ''}.",
-            status=429,
+            problem=problem("too_many_rooms_made", per_hour=per_hour, seconds=wait), status=429
         )
     result = str(
         await redis.eval(
@@ -117,20 +138,17 @@ async def create(
         )
     )
     if result == "full":
-        return Creation(
-            error=f"This chat has reached its limit of {max_rooms:,} rooms.", status=429
-        )
+        return Creation(problem=problem("rooms_full", limit=max_rooms), status=429)
     if result.startswith("confusable:"):
         twin = result.split(":", 1)[1]
         return _confusable(await name_of(redis, twin) or twin)
+    if result == "new":
+        await ratelimit.count(redis, made_key, 3600)
     return Creation(slug)
 
 
 def _confusable(existing: str) -> Creation:
-    return Creation(
-        error=f"That name looks like the room “{existing}”. Pick a name that looks different.",
-        status=400,
-    )
+    return Creation(problem=problem("room_name_confusable", existing=existing), status=400)
 
 
 async def ensure_default(redis: Redis) -> None:
@@ -141,7 +159,7 @@ async def ensure_default(redis: Redis) -> None:
 
 
 async def name_of(redis: Redis, slug: str) -> str | None:
-    if not SLUG.fullmatch(slug):
+    if not is_slug(slug):
         return None  # not a slug we could have made: no need to ask Redis
     name: str | None = await redis.hget(_KEY, slug)
     if name is None and slug == DEFAULT_ROOM:  # first use, or Redis came back empty
@@ -204,6 +222,8 @@ async def reindex(redis: Redis) -> None:
 def init_app(app: Quart) -> None:
     @app.before_serving
     async def index_rooms() -> None:
+        # Built once, off the event loop: names and addresses are checked against it.
+        await asyncio.to_thread(confusables.prototypes)
         try:
             await reindex(store.redis(app))
         except store.REDIS_DOWN as error:  # the app still starts; the next start retries

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from quart import Quart, Response, abort, current_app, request, websocket
 
+from chat.problems import ShownError
 from chat.settings import normalise_origin
 
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -61,7 +62,7 @@ def init_app(app: Quart) -> None:
         # The Host header is the client's to choose: a forged one must never reach a page or an
         # email (the site name in emails comes from CHAT_PUBLIC_URL anyway).
         if request.path not in HOST_FREE_PATHS and not host_trusted(request.host):
-            abort(400, description="This server does not answer for that host name.")
+            raise ShownError(400, "host_not_served")
 
     @app.before_websocket
     async def reject_foreign_socket_hosts() -> None:

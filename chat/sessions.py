@@ -24,6 +24,9 @@ class Session:
     email: str
     person: str
     created: float
+    # The person's saved choices, copied in so a request needs one read ("" = not chosen).
+    locale: str = ""
+    time_zone: str = ""
 
     @property
     def display_name(self) -> str:
@@ -45,10 +48,21 @@ def session_channel(session_id: str) -> str:
 
 async def create(redis: Redis, email: str, person: str, idle_seconds: int, cap: int) -> Session:
     """A new session; beyond `cap` live sessions for the person, the oldest ones end."""
-    session = Session(id=secrets.token_urlsafe(32), email=email, person=person, created=time.time())
+    locale, time_zone = await redis.hmget(person_key(person, "profile"), ["locale", "tz"])
+    session = Session(
+        id=secrets.token_urlsafe(32),
+        email=email,
+        person=person,
+        created=time.time(),
+        locale=locale or "",
+        time_zone=time_zone or "",
+    )
     key = session_key(session.id)
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(key, mapping={"email": email, "person": person, "created": repr(session.created)})
+    record = {"email": email, "person": person, "created": repr(session.created)}
+    record.update(locale=session.locale, tz=session.time_zone)
+    # Not a transaction: the record and the person's index live in different cluster slots.
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(key, mapping=record)
         pipe.expire(key, idle_seconds)
         pipe.zadd(person_key(person, "sessions"), {session.id: session.created})
         await pipe.execute()
@@ -85,15 +99,42 @@ async def load(
     if time.time() - created > max_seconds:
         await redis.delete(key)
         return None
-    return Session(session_id, record["email"], record["person"], created)
+    return Session(
+        session_id,
+        record["email"],
+        record["person"],
+        created,
+        locale=record.get("locale", ""),
+        time_zone=record.get("tz", ""),
+    )
 
 
-async def alive(redis: Redis, session_ids: list[str]) -> list[bool]:
-    """Which of these sessions still exist (one round trip)."""
+async def alive(redis: Redis, session_ids: list[str], max_seconds: int) -> list[bool]:
+    """Which of these sessions still exist and are within their lifetime (one round trip)."""
     async with redis.pipeline(transaction=False) as pipe:
         for session_id in session_ids:
-            pipe.exists(session_key(session_id))
-        return [bool(found) for found in await pipe.execute()]
+            pipe.hget(session_key(session_id), "created")
+        created = await pipe.execute()
+    now = time.time()
+    return [bool(found) and now - float(found) <= max_seconds for found in created]
+
+
+# Only into a session that still exists: HSET alone would bring an ended one back, forever.
+_SET_IF_ALIVE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'locale', ARGV[1], 'tz', ARGV[2])
+return 1
+"""
+
+
+async def save_choices(redis: Redis, person: str, locale: str, time_zone: str) -> None:
+    """The person's language and time zone, in their profile and in every live session."""
+    await redis.hset(person_key(person, "profile"), mapping={"locale": locale, "tz": time_zone})
+    listed: list[str] = await redis.zrange(person_key(person, "sessions"), 0, -1)
+    async with redis.pipeline(transaction=False) as pipe:
+        for session_id in listed:
+            pipe.eval(_SET_IF_ALIVE, 1, session_key(session_id), locale, time_zone)
+        await pipe.execute()
 
 
 async def revoke(redis: Redis, session_id: str, person: str) -> None:
@@ -104,7 +145,8 @@ async def revoke(redis: Redis, session_id: str, person: str) -> None:
 
 
 # Sending counts as activity (slides the idle expiry); the absolute lifetime is checked too.
-# KEYS: session record, send bucket. ARGV: rate, burst, now ms, idle s, max s.
+# KEYS: session record, send bucket. ARGV: rate, burst, now ms (the clock `created` came
+# from), idle s, max s.
 # Returns -1 when the session is gone, else 0 or the milliseconds until a send is allowed.
 _SEND_CHECK = (
     ratelimit.TAKE_FROM_BUCKET_LUA
@@ -116,7 +158,7 @@ if tonumber(ARGV[3]) / 1000 - created > tonumber(ARGV[5]) then
   return -1
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-return take_token(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+return take_token(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))
 """
 )
 

@@ -14,9 +14,14 @@ _URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)\]}]", re.IGNORECASE)
 # encoder accepts. The joiners U+200C and U+200D stay: emoji and several scripts need them.
 _HIDDEN = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
 _NOT_IN_BODIES = re.compile(f"[{_HIDDEN}]")
-# Names also lose what only makes two names differ invisibly: zero-width space, word joiner,
-# byte order mark, and the direction marks (LRM, RLM, ALM).
-_NOT_IN_NAMES = re.compile(f"[{_HIDDEN}\\u200b\\u2060\\ufeff\\u200e\\u200f\\u061c]")
+# Names also lose every other character that shows nothing (Unicode's default ignorables:
+# soft hyphen, zero-width space, word joiner, BOM, direction marks, Hangul fillers...), which
+# only make two names differ invisibly; the joiners, variation selectors and emoji tags stay.
+_NOT_IN_NAMES = re.compile(
+    f"[{_HIDDEN}\\u00ad\\u034f\\u061c\\u115f\\u1160\\u17b4\\u17b5\\u180b-\\u180f\\u200b"
+    "\\u200e\\u200f\\u2060-\\u206f\\u3164\\ufeff\\uffa0\\ufff0-\\ufff8"
+    "\\U0001bca0-\\U0001bca3\\U0001d173-\\U0001d17a]"
+)
 
 
 def clean_body(raw: str) -> str:

@@ -94,7 +94,7 @@ async def test_room_lists_are_paged_and_the_sidebar_holds_only_ones_own(
         found = re.search(r'href="(/rooms\?after=[^"]+)">More rooms<', page)
         url = found.group(1) if found else None
     assert names == ["general", *(f"topic {n:03d}" for n in range(120))]
-    assert (await alice.get("/rooms?after=%D9%A1")).status_code == 400
+    assert (await alice.get("/rooms?after=Not%20a%20slug")).status_code == 400
     await alice.get("/rooms/topic-007")  # opened once: now it is hers
     assert "topic 007" in text_of(await (await alice.get("/")).get_data(as_text=True))
 
@@ -324,3 +324,21 @@ async def test_people_with_the_same_local_part_look_different(
         assert person in people.values() and address not in person
         assert f'title="{address}"' in html  # the address's domain on hover
         assert f"hue-{hue(person)}" in html  # the colour comes from the person id
+
+
+async def test_look_alike_addresses_are_refused_or_shown_as_they_are(
+    app: Quart, inbox: Inbox
+) -> None:
+    stranger = app.test_client()
+    mixed = await stranger.post("/login", form={"email": "alice@c\u03bfrp.example"})
+    assert mixed.status_code == 400 and inbox.messages == []  # Latin with a Greek omicron
+    # "copp" spelt in Cyrillic looks Latin: it may sign in, but is shown as xn--.
+    cyrillic = app.test_client()
+    await cyrillic.post("/login", form={"email": "alice@\u0441\u043e\u0440\u0440.example"})
+    code = await inbox.wait_for_code("alice@xn--n1aeab.example")
+    await cyrillic.post(
+        "/login/code", form={"email": "alice@\u0441\u043e\u0440\u0440.example", "code": code}
+    )
+    async with cyrillic.websocket("/rooms/general/ws") as ws:
+        online = (await receive_until(ws, 'id="online"'))[-1]
+    assert "@xn--n1aeab.example" in online and "\u0441\u043e\u0440\u0440" not in online

@@ -166,9 +166,7 @@ async def test_smtp_down_shows_clear_error_and_allows_retry(make_app, inbox: Inb
         "/login", form={"email": "down@example.org"}, headers={"HX-Request": "true"}
     )
     assert response.status_code == 503
-    assert "We couldn&#39;t send the code, try again in a minute" in await response.get_data(
-        as_text=True
-    )
+    assert "send the code, try again in a minute" in await response.get_data(as_text=True)
     again = await client.post("/login", form={"email": "down@example.org"})
     assert again.status_code == 503  # not throttled: the failed send did not count as a resend
 
@@ -208,7 +206,7 @@ async def test_resend_is_throttled_with_retry_time_and_nothing_sent(make_app, in
     assert (await client.post("/login", form={"email": "again@example.org"})).status_code == 200
     response = await client.post("/login", form={"email": "again@example.org"})
     assert response.status_code == 429
-    assert re.search(r"Try again in (59|60) seconds", await response.get_data(as_text=True))
+    assert re.search(r"Try again in (59 seconds|1 minute)", await response.get_data(as_text=True))
     assert len(inbox.to("again@example.org")) == 1
 
 
@@ -333,9 +331,7 @@ async def test_slow_smtp_times_out_with_clear_error_and_no_code(
         response = await client.post("/login", form={"email": "slow@example.org"})
         elapsed = asyncio.get_running_loop().time() - started
         assert response.status_code == 503
-        assert "We couldn&#39;t send the code, try again in a minute" in await response.get_data(
-            as_text=True
-        )
+        assert "send the code, try again in a minute" in await response.get_data(as_text=True)
         assert elapsed < 2.5  # gave up at the timeout, did not wait for the server
         assert redis_sync.keys("code:*") == []  # nothing half-done: no code without its email
     finally:
@@ -361,7 +357,7 @@ async def test_smtp_rejection_shows_clear_error_and_no_code(make_app, redis_sync
         app = await make_app(SMTP_URL=f"smtp://127.0.0.1:{port}")
         response = await app.test_client().post("/login", form={"email": "bounce@example.org"})
         assert response.status_code == 503
-        assert "We couldn&#39;t send the code" in await response.get_data(as_text=True)
+        assert "send the code, try again" in await response.get_data(as_text=True)
         assert redis_sync.keys("code:*") == []
     finally:
         controller.stop()

@@ -132,7 +132,16 @@ def test_image_holds_no_compiler_and_no_dev_dependencies(container: str) -> None
     assert run_in(container, "python", "-c", probe).stdout.strip() == "[]"
     files = run_in(container, "sh", "-c", "ls -A /app").stdout.split()
     assert sorted(files) == sorted(
-        ["app.py", "blueprints", "chat", "hypercorn.toml", "static", "templates", "__pycache__"]
+        [
+            "app.py",
+            "blueprints",
+            "chat",
+            "hypercorn.toml",
+            "static",
+            "templates",
+            "translations",
+            "__pycache__",
+        ]
     )
 
 

@@ -168,3 +168,25 @@ async def test_paging_and_socket_parameters_never_fail_badly(
         async with asyncio.timeout(5):
             while 'id="online"' not in await ws.receive():
                 pass
+
+
+@FUZZ
+@given(
+    accept=st.text(st.characters(codec="latin-1", exclude_characters="\r\n"), max_size=100),
+    cookie=st.text(st.characters(codec="ascii", exclude_characters=";\r\n"), max_size=40),
+    locale=form_text,
+    zone=form_text,
+    target=form_text,
+)
+async def test_language_and_time_zone_inputs_never_fail_badly(
+    fuzz_room: tuple[Quart, Any], accept: str, cookie: str, locale: str, zone: str, target: str
+) -> None:
+    _app, client = fuzz_room
+    client.set_cookie("localhost", "chat_locale", cookie)
+    page = await client.get("/", headers={"Accept-Language": accept})
+    assert page.status_code == 200
+    saved = await client.post("/settings", form={"locale": locale, "time_zone": zone})
+    assert saved.status_code in (303, 400)
+    moved = await client.post("/language", form={"locale": locale, "next": target})
+    assert moved.status_code == 303 and moved.headers["Location"].startswith("/")
+    assert not moved.headers["Location"].startswith(("//", "/\\"))

@@ -193,17 +193,18 @@ async def test_wrong_codes_lock_the_address_on_that_network_only(
     await owner.sign_in(inbox, "eve@example.org")  # another network: not locked
 
 
-async def test_a_code_only_works_from_the_network_that_asked_for_it(
+async def test_a_code_only_works_in_the_browser_that_asked_for_it(
     make_app: Any, inbox: Inbox
 ) -> None:
     app = await make_app(PROXY_HOPS=1)
-    asker, elsewhere = Visitor(app, "198.51.100.30"), Visitor(app, "203.0.113.30")
+    asker, elsewhere = Visitor(app, "198.51.100.30"), Visitor(app, "198.51.100.30")
     assert await asker.ask("cy@example.org") == 200
     code = await inbox.wait_for_code("cy@example.org")
-    status, page = await elsewhere.enter("cy@example.org", code)
-    assert status == 400 and "asked for from another network" in page
+    status, page = await elsewhere.enter("cy@example.org", code)  # same network, other browser
+    assert status == 400 and "asked for in another browser" in page
     for _ in range(10):  # and guesses from elsewhere do not use up its tries
         await elsewhere.enter("cy@example.org", wrong(code))
+    asker.headers = {"X-Forwarded-For": "203.0.113.30"}  # the same browser, a new network
     status, _ = await asker.enter("cy@example.org", f"{code[:4]} {code[4:]}")  # spaces are fine
     assert status == 303
 
@@ -235,20 +236,59 @@ async def test_code_checks_per_network_are_capped(make_app: Any) -> None:
     assert statuses[:cap] == [400] * cap and set(statuses[cap:]) == {429}
 
 
-async def test_site_wide_check_ceiling_spares_people_on_their_own_network(
+async def guess_once(app: Quart, inbox: Inbox, ip: str, email: str) -> int:
+    """A stranger asks for a code (it goes to the address's owner) and enters a wrong one."""
+    stranger = Visitor(app, ip)
+    assert await stranger.ask(email) == 200
+    return (await stranger.enter(email, wrong(await inbox.wait_for_code(email))))[0]
+
+
+async def test_site_wide_ceiling_on_wrong_codes_spares_people_on_their_own_network(
     make_app: Any, inbox: Inbox
 ) -> None:
     app = await make_app(PROXY_HOPS=1, CODE_CHECKS_PER_MINUTE=10)
     dora = Visitor(app, "198.51.100.40")
-    await dora.sign_in(inbox, "dora@example.org")  # counts as a stranger's check: 1 of 10
+    await dora.sign_in(inbox, "dora@example.org")
     await dora.client.post("/logout")
+    for n in range(1, 8):  # people who already signed in, guessed at from elsewhere
+        await Visitor(app, "198.51.100.41").sign_in(inbox, f"known{n}@example.org")
+    # Checks without a live code count for nothing site-wide: they cannot lock anyone out.
+    for n in range(20):
+        await Visitor(app, f"203.0.113.{n}").enter("nobody@example.org", "12345678")
     statuses = [
-        (await Visitor(app, f"203.0.113.{n}").enter("x@example.org", "12345678"))[0]
-        for n in range(1, 12)
+        await guess_once(app, inbox, f"192.0.2.{n}", f"known{1 + n % 7}@example.org")
+        for n in range(12)
     ]
-    assert statuses.count(400) == 9 and statuses[9:] == [429, 429]
+    assert statuses[:10] == [400] * 10 and statuses[10:] == [429, 429]
     await asyncio.sleep(1.1)  # CODE_RESEND_SECONDS=1 in tests
     await dora.sign_in(inbox, "dora@example.org")  # her known network is not refused
+
+
+async def test_wrong_codes_for_never_seen_addresses_have_a_site_wide_budget(
+    make_app: Any, inbox: Inbox
+) -> None:
+    app = await make_app(PROXY_HOPS=1, NEW_ADDRESS_FAILURES_PER_HOUR=3)
+    await Visitor(app, "198.51.100.50").sign_in(inbox, "eve@example.org")
+    statuses = [
+        await guess_once(app, inbox, f"203.0.113.{n}", f"made-up{n}@example.org") for n in range(4)
+    ]
+    assert statuses == [400, 400, 400, 429]
+    # An address that has signed in before is not held back by that budget.
+    assert await guess_once(app, inbox, "203.0.113.99", "eve@example.org") == 400
+
+
+async def test_an_ipv6_48_and_the_whole_site_have_send_caps_too(
+    make_app: Any, inbox: Inbox
+) -> None:
+    app = await make_app(PROXY_HOPS=1, CODE_SENDS_PER_IP_PER_HOUR=2, CODE_SENDS_PER_HOUR=30)
+    statuses = [
+        await Visitor(app, f"2001:db8:7:{n:x}::1").ask(f"u{n}-{k}@example.org")
+        for n in range(10)
+        for k in range(2)
+    ]
+    assert statuses.count(200) == 16, statuses  # eight /64s' worth for the whole /48
+    rest = [await Visitor(app, f"192.0.2.{n}").ask(f"v{n}@example.org") for n in range(20)]
+    assert rest.count(200) == 14 and set(rest[14:]) == {429}, rest  # 30 for the site in all
 
 
 # 4. Plus-addresses share the caps of the inbox they reach, not its identity.

@@ -16,6 +16,26 @@ expect.set_options(timeout=10_000)
 
 CSP_WORDS = ("Content Security Policy", "Content-Security-Policy")
 
+# What the people in these tests read on buttons and labels, by their browser's language.
+WORDS = {
+    "en-US": {
+        "Email": "Email",
+        "Send code": "Send code",
+        "Code": "Code",
+        "Sign in": "Sign in",
+        "Rooms": "Rooms",
+        "Message": "Message",
+    },
+    "zh-CN": {
+        "Email": "邮箱",
+        "Send code": "发送验证码",
+        "Code": "验证码",
+        "Sign in": "登录",
+        "Rooms": "聊天室",
+        "Message": "消息",
+    },
+}
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -44,11 +64,13 @@ class Cast:
         context.on("page", self.watch)
         return context
 
-    async def person(self, email: str, base_url: str | None = None, **options: Any) -> Person:
+    async def person(
+        self, email: str, base_url: str | None = None, locale: str = "en-US", **options: Any
+    ) -> Person:
         """A signed-in person in a fresh context, looking at the room list."""
-        context = await self.context(base_url, **options)
+        context = await self.context(base_url, locale=locale, **options)
         page = await context.new_page()
-        person = Person(self, email, base_url or self.base_url, context, page)
+        person = Person(self, email, base_url or self.base_url, context, page, WORDS[locale])
         await person.sign_in()
         return person
 
@@ -94,9 +116,16 @@ class Cast:
 
 class Person:
     def __init__(
-        self, cast: Cast, email: str, base_url: str, context: BrowserContext, page: Page
+        self,
+        cast: Cast,
+        email: str,
+        base_url: str,
+        context: BrowserContext,
+        page: Page,
+        words: dict[str, str],
     ) -> None:
         self.cast = cast
+        self.words = words
         self.base_url = base_url
         self.email = email
         self.name = email.split("@", 1)[0]
@@ -105,20 +134,21 @@ class Person:
 
     async def sign_in(self) -> None:
         page = self.page
+        words = self.words
         await page.goto("/login")
-        await page.get_by_label("Email").fill(self.email)
+        await page.get_by_label(words["Email"]).fill(self.email)
         before = len(self.cast.inbox.to(self.email))
-        await page.get_by_role("button", name="Send code").click()
+        await page.get_by_role("button", name=words["Send code"]).click()
         code = await self.cast.inbox.wait_for_code(self.email, after=before)
-        await page.get_by_label("Code").fill(code)
-        await page.get_by_role("button", name="Sign in").click()
+        await page.get_by_label(words["Code"]).fill(code)
+        await page.get_by_role("button", name=words["Sign in"]).click()
         await page.wait_for_url(self.base_url + "/")
-        await expect(page.get_by_role("heading", name="Rooms", level=1)).to_be_visible()
+        await expect(page.get_by_role("heading", name=words["Rooms"], level=1)).to_be_visible()
 
     async def open_room(self, name: str) -> None:
         """Follow the room's link from the room list and wait until the room is live."""
         await self.page.get_by_role("main").get_by_role("link", name=name).click()
-        await self.page.wait_for_url(re.compile(r"/rooms/[a-z0-9-]+$"))
+        await self.page.wait_for_url(re.compile(r"/rooms/[^/?]+$"))
         await self.wait_until_live()
 
     async def wait_until_live(self) -> None:
@@ -131,7 +161,7 @@ class Person:
 
     @property
     def message_box(self) -> Locator:
-        return self.page.get_by_role("textbox", name="Message")
+        return self.page.get_by_role("textbox", name=self.words["Message"])
 
     @property
     def messages(self) -> Locator:

@@ -1,0 +1,92 @@
+"""Language and time zone: the settings page, and the language form on every page."""
+
+from __future__ import annotations
+
+from quart import Blueprint, redirect, render_template, request, url_for
+from quart.typing import ResponseReturnValue
+from quart_auth import login_required
+from werkzeug.wrappers import Response as WerkzeugResponse
+
+from chat import i18n, sessions, store
+from chat.problems import Problem, problem
+from chat.sessions import Session, current_session
+
+bp = Blueprint("settings", __name__)
+
+COOKIE_SECONDS = 365 * 86400
+
+
+@bp.get("/settings")
+@login_required
+async def show() -> str:
+    """The settings page: language and time zone."""
+    return await _page(await signed_in(), saved=request.args.get("saved") == "1")
+
+
+@bp.post("/settings")
+@login_required
+async def save() -> ResponseReturnValue:
+    """Save both choices for the person (every session of theirs follows)."""
+    session = await signed_in()
+    form = await request.form
+    time_zone = i18n.known_time_zone(form.get("time_zone"))
+    if time_zone is None:
+        return await _page(session, refusal=problem("unknown_time_zone")), 400
+    # An unknown language means "no choice": the browser's preference decides again.
+    locale = i18n.known_locale(form.get("locale")) or ""
+    await sessions.save_choices(store.redis(), session.person, locale, time_zone)
+    return _remember_language(redirect(url_for("settings.show", saved="1"), 303), locale)
+
+
+async def _page(session: Session, refusal: Problem | None = None, saved: bool = False) -> str:
+    return await render_template(
+        "settings/index.html",
+        session=session,
+        chosen_zone=i18n.known_time_zone(session.time_zone) or i18n.DEFAULT_TIME_ZONE,
+        time_zones=i18n.time_zones(),
+        problem=refusal,
+        saved=saved,
+    )
+
+
+@bp.post("/language")
+async def language() -> ResponseReturnValue:
+    """The language form on every page: for the person if signed in, and in a cookie."""
+    form = await request.form
+    locale = i18n.known_locale(form.get("locale")) or ""
+    session = await current_session()
+    if session is not None:
+        time_zone = i18n.known_time_zone(session.time_zone) or ""
+        await sessions.save_choices(store.redis(), session.person, locale, time_zone)
+    return _remember_language(redirect(_local_path(form.get("next", "")), 303), locale)
+
+
+def _remember_language(response: WerkzeugResponse, locale: str) -> WerkzeugResponse:
+    if locale:
+        response.set_cookie(
+            i18n.COOKIE,
+            locale,
+            max_age=COOKIE_SECONDS,
+            samesite="Lax",
+            httponly=True,
+            secure=request.scheme == "https",
+        )
+    else:
+        response.delete_cookie(i18n.COOKIE)
+    return response
+
+
+def _local_path(target: str) -> str:
+    """Back to the page the form was on; never to another site (//evil, /\\evil, http:...)."""
+    target = target.removesuffix("?")
+    if not target.startswith("/") or target.startswith(("//", "/\\")) or len(target) > 2000:
+        return "/"
+    if any(ord(char) < 32 for char in target):
+        return "/"
+    return target
+
+
+async def signed_in() -> Session:
+    session = await current_session()
+    assert session is not None  # login_required has checked
+    return session
