@@ -13,7 +13,7 @@ from quart import Quart
 from quart_auth import QuartAuth
 
 from blueprints import auth, errors, health, live, rooms, settings
-from chat import bus, i18n, logs, presence, security, store, templating
+from chat import bus, logs, presence, security, store, templating, viewer
 from chat import rooms as room_registry
 from chat.sessions import ChatUser
 from chat.settings import ConfigError, apply_defaults, validate
@@ -57,9 +57,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
 
     store.init_app(app)
     QuartAuth(app, user_class=ChatUser)
+    viewer.init_app(app)  # first: every later refusal speaks the viewer's language
     security.init_app(app)
     templating.init_app(app)
-    i18n.init_app(app)
     bus.init_app(app)
     presence.init_app(app)
     room_registry.init_app(app)

@@ -19,7 +19,6 @@ from chat import frames, history, i18n, live_room, presence, rooms, security, se
 from chat.bus import Signal, Subscription
 from chat.fragments import render_fragment
 from chat.frames import CLOSE_POLICY, FrameBudget
-from chat.localize import Localizer
 from chat.messages import CLIENT_ID, new_id, post_message, room_channel
 from chat.problems import Problem, problem
 from chat.sessions import Session, current_session, session_channel
@@ -45,7 +44,6 @@ class OpenSockets:
     def __init__(self) -> None:
         self.sockets: set[RoomSocket] = set()
         self.closing = False
-        self.localizer = Localizer()  # one viewer copy per language and zone, per item
 
 
 def keep_open_sockets(state: BlueprintSetupState) -> None:
@@ -99,7 +97,6 @@ class RoomSocket:
         self.socket_id = secrets.token_hex(8)
         # Chosen at the handshake (chat/i18n.py); kept for renders from outside the handler.
         self.variant = i18n.current() or i18n.Variant()
-        self.localizer: Localizer = current_app.extensions["live"].localizer
         # The connection itself, not the context-bound proxy: a shutdown closes it from
         # outside the handler's context.
         self.websocket: Websocket = websocket._get_current_object()  # type: ignore[attr-defined]
@@ -135,7 +132,7 @@ class RoomSocket:
         bus = bus_module.bus()
         channels = (room_channel(self.slug), session_channel(self.session.id))
         open_sockets: OpenSockets = current_app.extensions["live"]
-        async with bus.subscribe(*channels) as subscription:
+        async with bus.subscribe(*channels, variant=self.variant) as subscription:
             await websocket.accept()
             self.handler = asyncio.current_task()
             open_sockets.sockets.add(self)  # from here on, a restart closes it with 1012
@@ -238,8 +235,7 @@ class RoomSocket:
                         return
                     await self.send_backfill()
                     continue
-                piece = self.localizer.cached(item, self.variant)
-                key, position, frame = piece or await self.localizer.make(item, self.variant)
+                key, position, frame = item
                 if key == "revoke":
                     await self.send_batch(batch)
                     await self.session_ended()

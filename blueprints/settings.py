@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from quart import Blueprint, redirect, render_template, request, url_for
+import asyncio
+from urllib.parse import quote
+
+from quart import Blueprint, current_app, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 from werkzeug.wrappers import Response as WerkzeugResponse
@@ -43,7 +46,8 @@ async def _page(session: Session, refusal: Problem | None = None, saved: bool = 
         "settings/index.html",
         session=session,
         chosen_zone=i18n.known_time_zone(session.time_zone) or i18n.DEFAULT_TIME_ZONE,
-        time_zones=i18n.time_zones(),
+        # Zone names in the viewer's language: slow to build once per language, so in a thread.
+        time_zones=await asyncio.to_thread(i18n.time_zone_labels, i18n.page_locale()),
         problem=refusal,
         saved=saved,
     )
@@ -69,7 +73,7 @@ def _remember_language(response: WerkzeugResponse, locale: str) -> WerkzeugRespo
             max_age=COOKIE_SECONDS,
             samesite="Lax",
             httponly=True,
-            secure=request.scheme == "https",
+            secure=current_app.config["COOKIE_SECURE"],
         )
     else:
         response.delete_cookie(i18n.COOKIE)
@@ -83,7 +87,7 @@ def _local_path(target: str) -> str:
         return "/"
     if any(ord(char) < 32 for char in target):
         return "/"
-    return target
+    return quote(target, safe="/?&=%:@+,;~!$'()*-._")  # a Location header is ASCII
 
 
 async def signed_in() -> Session:

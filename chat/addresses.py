@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+import idna
 from confusable_homoglyphs import categories
 from email_validator import EmailNotValidError, validate_email
 
@@ -34,19 +35,32 @@ def normalise(raw: str, allowed_domains: list[str]) -> Address | None:
         return None
     local, at, domain = text.rpartition("@")
     try:
-        if at and domain.lower() in allowed_domains:
-            # The operator named this domain (corp.local is a special-use name the validator
-            # refuses): check the local part alone and take the domain as named.
-            checked = validate_email(f"{local}@example.org", check_deliverability=False)
-            email = f"{checked.local_part}@{domain}".lower()
-            return Address(email, email)
         checked = validate_email(text, check_deliverability=False)
     except EmailNotValidError:
-        return None
+        if not at or unicode_domain(domain) not in allowed_domains:
+            return None
+        # A domain the operator named but the validator refuses as special-use (corp.local):
+        # the local part is still checked as usual, the domain taken as named.
+        try:
+            checked = validate_email(f"{local}@example.org", check_deliverability=False)
+        except EmailNotValidError:
+            return None
+        email = f"{checked.local_part}@{unicode_domain(domain)}".lower()
+        if not _one_script(checked.local_part):
+            return None
+        return Address(email, email)
     email = checked.normalized.lower()
-    if not all(_one_script(part) for part in (local, *checked.domain.split("."))):
+    if not all(_one_script(part) for part in (checked.local_part, *checked.domain.split("."))):
         return None  # "corp" with a Greek omicron in it is nobody's real address
     return Address(email, (checked.ascii_email or email).lower())
+
+
+def unicode_domain(domain: str) -> str:
+    """A domain as the addresses hold it: lower case, IDNA labels decoded (xn--... -> 例子)."""
+    try:
+        return idna.decode(domain.strip().lower().rstrip("."))
+    except idna.IDNAError:
+        return domain.strip().lower()
 
 
 def _one_script(label: str) -> bool:

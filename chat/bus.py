@@ -4,9 +4,11 @@
     async with bus.subscribe(channel, ...) as sub:
         async for item in sub: ...
 
-A subscription yields published strings, or a Signal: GAP after the pub/sub connection was
-lost and re-made (messages may have been missed: backfill), OVERFLOW when the consumer fell
-so far behind that its queue filled (close the socket; the client reconnects and backfills).
+A subscription yields pieces (chat/localize.py: the published item as its viewer variant
+reads it, made once per variant as it arrives), or a Signal: GAP after the pub/sub
+connection was lost and re-made (messages may have been missed: backfill), OVERFLOW when the
+consumer fell so far behind that its queue filled (close the socket; the client reconnects
+and backfills).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from chat import store
+from chat.i18n import Variant
+from chat.localize import TEMPLATE, Piece, make_piece, needs_variant
 
 log = logging.getLogger("chat.bus")
 
@@ -39,14 +43,15 @@ class Signal(enum.Enum):
 
 
 class Subscription:
-    def __init__(self, channels: tuple[str, ...], maxsize: int) -> None:
+    def __init__(self, channels: tuple[str, ...], maxsize: int, variant: Variant | None) -> None:
         self.channels = channels
-        self.queue: asyncio.Queue[str | Signal] = asyncio.Queue(maxsize)
+        self.variant = variant
+        self.queue: asyncio.Queue[Piece | Signal] = asyncio.Queue(maxsize)
         self.overflowed = False
         # Called on overflow: cancels a consumer stuck writing to a peer that stopped reading.
         self.on_overflow: Callable[[], object] | None = None
 
-    def deliver(self, item: str | Signal) -> None:
+    def deliver(self, item: Piece | Signal) -> None:
         if self.overflowed:
             return
         try:
@@ -60,22 +65,23 @@ class Subscription:
             if self.on_overflow is not None:
                 self.on_overflow()
 
-    def take_ready(self, limit: int) -> list[str | Signal]:
+    def take_ready(self, limit: int) -> list[Piece | Signal]:
         """Up to `limit` more items that are already queued, without waiting."""
-        items: list[str | Signal] = []
+        items: list[Piece | Signal] = []
         while len(items) < limit and not self.queue.empty():
             items.append(self.queue.get_nowait())
         return items
 
-    def __aiter__(self) -> AsyncIterator[str | Signal]:
+    def __aiter__(self) -> AsyncIterator[Piece | Signal]:
         return self
 
-    async def __anext__(self) -> str | Signal:
+    async def __anext__(self) -> Piece | Signal:
         return await self.queue.get()
 
 
 class Bus:
-    def __init__(self, redis_url: str, publisher: Redis, queue_size: int) -> None:
+    def __init__(self, app: Quart, redis_url: str, publisher: Redis, queue_size: int) -> None:
+        self._app = app
         # Own client, no silent retries: a reconnect must be seen so sockets can backfill.
         self._client = Redis.from_url(
             redis_url,
@@ -123,9 +129,13 @@ class Bus:
         await self._publisher.publish(channel, data)
 
     @contextlib.asynccontextmanager
-    async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:
-        """Subscribe; on entry Redis has confirmed every channel, so nothing later is missed."""
-        sub = Subscription(channels, self._queue_size)
+    async def subscribe(
+        self, *channels: str, variant: Variant | None = None
+    ) -> AsyncIterator[Subscription]:
+        """Subscribe; on entry Redis has confirmed every channel, so nothing later is missed.
+
+        Items reach the subscription as `variant` reads them (None: as published)."""
+        sub = Subscription(channels, self._queue_size, variant)
         for channel in channels:
             self._subs.setdefault(channel, set()).add(sub)
         try:
@@ -236,9 +246,9 @@ class Bus:
                 await self._send_pending_commands()
             message = await self._pubsub.get_message(timeout=POLL_SECONDS)
             if message is not None:
-                self._dispatch(message)
+                await self._dispatch(message)
 
-    def _dispatch(self, message: dict[str, Any]) -> None:
+    async def _dispatch(self, message: dict[str, Any]) -> None:
         kind, channel = message["type"], message["channel"]
         if kind == "subscribe":
             if channel in self._subs:
@@ -252,8 +262,20 @@ class Bus:
                 if echo is not None and not echo.done():
                     echo.set_result(None)
                 return
+            item: str = message["data"]
+            per_variant = needs_variant(item)
+            pieces: dict[Variant | None, Piece] = {}
             for sub in tuple(self._subs.get(channel, ())):
-                sub.deliver(message["data"])
+                variant = sub.variant if per_variant else None
+                piece = pieces.get(variant)
+                if piece is None:  # once per message and viewer variant on this worker
+                    if TEMPLATE in item:  # rendering words needs the app's templates
+                        async with self._app.app_context():
+                            piece = await make_piece(item, variant)
+                    else:
+                        piece = await make_piece(item, variant)
+                    pieces[variant] = piece
+                sub.deliver(piece)
 
     def _broadcast(self, signal: Signal) -> None:
         seen: set[int] = set()
@@ -267,7 +289,7 @@ class Bus:
 def init_app(app: Quart) -> None:
     @app.before_serving
     async def start_bus() -> None:
-        bus = Bus(app.config["REDIS_URL"], store.redis(app), app.config["WS_QUEUE_SIZE"])
+        bus = Bus(app, app.config["REDIS_URL"], store.redis(app), app.config["WS_QUEUE_SIZE"])
         app.extensions["bus"] = bus
         await bus.start()
 

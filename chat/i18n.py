@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
-import json
+from collections import Counter
 from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import timedelta
@@ -21,12 +21,13 @@ from typing import NamedTuple
 from zoneinfo import available_timezones
 
 from babel import Locale, UnknownLocaleError
-from babel.dates import format_timedelta
+from babel.core import get_global
+from babel.dates import format_timedelta, get_timezone_location
+from babel.lists import format_list
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
 from babel.support import NullTranslations, Translations
-from quart import Quart, request, websocket
 
 DEFAULT_LOCALE = "en"
 DEFAULT_TIME_ZONE = "UTC"
@@ -66,9 +67,21 @@ def supported() -> list[str]:
 
 @functools.cache
 def time_zones() -> list[str]:
-    """IANA zone names people can pick, UTC first."""
-    zones = sorted(zone for zone in available_timezones() if "/" in zone and "Etc/" not in zone)
-    return [DEFAULT_TIME_ZONE, *zones]
+    """IANA zones people can pick, UTC first: no Etc/ zones, no old names (US/Eastern,
+    Asia/Chongqing) that CLDR lists as aliases of another zone."""
+    aliases = get_global("zone_aliases")
+    zones = (zone for zone in available_timezones() if "/" in zone and zone not in aliases)
+    return [DEFAULT_TIME_ZONE, *sorted(zone for zone in zones if not zone.startswith("Etc/"))]
+
+
+@functools.cache
+def time_zone_labels(locale: str) -> list[tuple[str, str]]:
+    """(zone, what to show) in `locale`: "中国（上海）时间 · Asia/Shanghai". Slow the first
+    time per language (~0.4 s): call it off the event loop."""
+    labels = [(DEFAULT_TIME_ZONE, DEFAULT_TIME_ZONE)]
+    for zone in time_zones()[1:]:
+        labels.append((zone, f"{get_timezone_location(zone, locale=locale)} · {zone}"))
+    return labels
 
 
 def known_locale(value: str | None) -> str | None:
@@ -80,15 +93,43 @@ def known_time_zone(value: str | None) -> str | None:
 
 
 def negotiate(preferred: list[str]) -> str:
-    """The best supported language for an Accept-Language list (zh, zh-CN... get zh_Hans)."""
-    by_language: dict[str, str] = {}
-    for locale in supported():  # catalogs are named by locale (zh_Hans), browsers send tags
-        by_language.setdefault(locale.split("_", 1)[0], locale)
+    """The best language with a catalog for the browser's languages, most wanted first.
+
+    Catalogs are named by locale (zh_Hans), browsers send tags (zh-CN, zh-TW, zh): each tag is
+    offered with its likely script too (CLDR: zh-CN is zh-Hans, zh-TW is zh-Hant), and a
+    language with one catalog also answers to its bare code. So zh, zh-CN and zh-SG get zh_Hans,
+    and so do zh-TW and zh-HK until a zh_Hant catalog exists (then they get that one).
+    """
+    available: dict[str, str] = {}
+    languages = Counter(locale.split("_", 1)[0] for locale in supported())
+    for locale in supported():
+        available[locale.replace("_", "-")] = locale
+        if languages[locale.split("_", 1)[0]] == 1:
+            available.setdefault(locale.split("_", 1)[0], locale)
+    candidates = [candidate for tag in preferred for candidate in _with_likely_script(tag)]
     try:
-        chosen = Locale.negotiate(preferred, list(by_language), sep="-")
+        chosen = Locale.negotiate(candidates, list(available), sep="-")
     except (UnknownLocaleError, ValueError, TypeError):
         return DEFAULT_LOCALE
-    return by_language.get(chosen.language, DEFAULT_LOCALE) if chosen else DEFAULT_LOCALE
+    if chosen is None:
+        return DEFAULT_LOCALE
+    return (
+        str(chosen) if str(chosen) in catalogs() else available.get(chosen.language, DEFAULT_LOCALE)
+    )
+
+
+def _with_likely_script(tag: str) -> list[str]:
+    try:
+        parsed = Locale.parse(tag, sep="-")
+    except (UnknownLocaleError, ValueError, TypeError):
+        return [tag]
+    if parsed.script:
+        return [tag, f"{parsed.language}-{parsed.script}"]
+    key = f"{parsed.language}_{parsed.territory}" if parsed.territory else parsed.language
+    likely = str(get_global("likely_subtags").get(key, "")).split("_")
+    if len(likely) > 1 and len(likely[1]) == 4:  # language_Script[_Territory]
+        return [tag, f"{parsed.language}-{likely[1]}"]
+    return [tag]
 
 
 def current() -> Variant | None:
@@ -141,8 +182,16 @@ def number(value: int) -> str:
 
 
 def css_string(text: str) -> str:
-    """A quoted CSS string (for `content:` in the per-viewer stylesheet)."""
-    return json.dumps(text, ensure_ascii=False)
+    """A quoted CSS string (for `content:` in the per-viewer stylesheet), CSS-escaped."""
+    escaped = "".join(
+        f"\\{ord(char):x} " if char in '"\\<>' or ord(char) < 32 else char for char in text
+    )
+    return f'"{escaped}"'
+
+
+def listed(items: list[str]) -> str:
+    """ "a, b and c" / "a、b和c": a list as the viewer's language writes one."""
+    return str(format_list([str(item) for item in items], locale=page_locale()))
 
 
 def html_lang(locale: str) -> str:
@@ -152,54 +201,6 @@ def html_lang(locale: str) -> str:
 
 @functools.cache
 def language_name(locale: str) -> str:
-    """A language as its own speakers write it: English, 中文 (简体)."""
-    return str(Locale.parse(locale).display_name)
-
-
-async def viewer_variant(cookie: str | None, accept_languages: list[str]) -> Variant:
-    """The person's saved choices, else the cookie's language, else the browser's, else English."""
-    from chat.sessions import current_session  # sessions need nothing of this module
-
-    session = await current_session()
-    locale = (
-        (known_locale(session.locale) if session else None)
-        or known_locale(cookie)
-        or negotiate(accept_languages)
-    )
-    time_zone = (known_time_zone(session.time_zone) if session else None) or DEFAULT_TIME_ZONE
-    return Variant(locale, time_zone)
-
-
-def init_app(app: Quart) -> None:
-    from chat import timefmt  # it formats with this module's variant
-
-    catalogs()  # a broken catalog stops start-up here, not on the first page
-    env = app.jinja_env
-    env.add_extension("jinja2.ext.i18n")
-    env.policies["ext.i18n.trimmed"] = True
-    env.install_gettext_callables(gettext, ngettext, newstyle=True)  # type: ignore[attr-defined]
-    env.globals.update(
-        supported_locales=supported,
-        language_name=language_name,
-        html_lang=html_lang,
-        page_locale=page_locale,
-        page_lang=page_lang,
-    )
-    env.filters.update(
-        short_time=timefmt.short,
-        full_time=timefmt.full,
-        duration=duration,
-        number=number,
-        css_string=css_string,
-    )
-
-    @app.before_request
-    async def choose_page_variant() -> None:
-        if request.endpoint != "static":
-            languages = [tag for tag, _ in request.accept_languages]
-            set_current(await viewer_variant(request.cookies.get(COOKIE), languages))
-
-    @app.before_websocket
-    async def choose_socket_variant() -> None:
-        languages = [tag for tag, _ in websocket.accept_languages]
-        set_current(await viewer_variant(websocket.cookies.get(COOKIE), languages))
+    """A language as its own speakers name it in a menu: English, 简体中文 (CLDR's names)."""
+    parsed = Locale.parse(locale)
+    return str(parsed.languages.get(locale) or parsed.display_name)

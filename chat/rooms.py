@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from chat.text import clean_line
 
 DEFAULT_ROOM = "general"
 MAX_NAME_CHARS = 60
-MAX_SLUG_CHARS = 40
+MAX_SLUG_CHARS = MAX_NAME_CHARS  # a slug is never cut shorter than its name
 PAGE = 50
 SIDEBAR_ROOMS = 50
 _KEY = "rooms"
@@ -49,21 +48,23 @@ class Creation:
     status: int = 200
 
 
-# A slug keeps letters and digits of every script (技术讨论, привет) and folds Latin accents
-# away (Café -> cafe), so existing Latin slugs stay what they were; the rest becomes "-".
-_NOT_SLUG = re.compile(r"[\W_]+")
-
-
 def slugify(name: str) -> str:
+    """Letters, marks and digits of every script (技术讨论, привет, हिन्दी) kept, Latin
+    accents folded away (Café -> cafe, so older Latin slugs stay as they were), the rest "-"."""
     decomposed = unicodedata.normalize("NFKD", name.lower())
-    # Marks go only where they sit on an ASCII letter: й must stay й, not become и.
     kept: list[str] = []
     for char in decomposed:
-        if unicodedata.combining(char) and kept and kept[-1].isascii():
-            continue
-        kept.append(char)
-    composed = unicodedata.normalize("NFC", "".join(kept))
-    slug = _NOT_SLUG.sub("-", composed).strip("-")
+        category = unicodedata.category(char)
+        if category[0] == "M":
+            # A mark on an ASCII letter is an accent to fold; elsewhere (й, हि) it is part of
+            # the letter.
+            if kept and kept[-1] != "-" and not kept[-1].isascii():
+                kept.append(char)
+        elif category[0] in "LN":
+            kept.append(char)
+        elif kept and kept[-1] != "-":
+            kept.append("-")
+    slug = unicodedata.normalize("NFC", "".join(kept)).strip("-")
     return slug[:MAX_SLUG_CHARS].strip("-")
 
 

@@ -235,7 +235,6 @@ class ChatUser(AuthUser):
 
     async def session(self) -> Session | None:
         if not self._loaded:
-            self._loaded = True
             if self.auth_id:
                 config = current_app.config
                 self._session = await load(
@@ -244,6 +243,8 @@ class ChatUser(AuthUser):
                     config["SESSION_IDLE_SECONDS"],
                     config["SESSION_MAX_SECONDS"],
                 )
+            # Only once it worked: a Redis error raises again for the page, which says so.
+            self._loaded = True
         return self._session
 
     @property

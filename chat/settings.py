@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from chat.addresses import unicode_domain
+
 
 class ConfigError(SystemExit):
     """A bad setting. As a SystemExit it ends start-up with its one-line message, no traceback."""
@@ -122,7 +124,7 @@ def validate(config: dict[str, Any], instance_path: str) -> None:
         origins.append(normalised)
     config["ALLOWED_ORIGINS"] = origins
     config["ALLOWED_EMAIL_DOMAINS"] = [
-        d.lower() for d in _parse_list(config["ALLOWED_EMAIL_DOMAINS"])
+        unicode_domain(d) for d in _parse_list(config["ALLOWED_EMAIL_DOMAINS"])
     ]
     if config["REDIS_URL"] is not None:
         _check_redis_url(str(config["REDIS_URL"]))

@@ -27,14 +27,11 @@ CHINESE = {"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}
 # The catalogs
 
 
-def catalog_ids(path: Path, locale: str | None = None) -> dict[str, Any]:
+def catalog_ids(path: Path, locale: str | None = None) -> dict[Any, Any]:
+    """Messages by their whole id: the singular, and the plural when there is one."""
     with path.open("rb") as handle:
         catalog = read_po(handle, locale=locale)
-    return {
-        message.id if isinstance(message.id, str) else message.id[0]: message
-        for message in catalog
-        if message.id
-    }
+    return {message.id: message for message in catalog if message.id}
 
 
 def test_extraction_is_up_to_date(tmp_path: Path) -> None:
@@ -71,7 +68,11 @@ def test_every_message_has_a_chinese_translation() -> None:
         strings = message.string if isinstance(message.string, tuple) else (message.string,)
         assert all(strings), f"empty translation: {message.id!r}"
         assert not message.fuzzy, f"fuzzy translation: {message.id!r}"
-        translated[message.id if isinstance(message.id, str) else message.id[0]] = message
+        translated[message.id] = message
+        # A translation brings no markup of its own: it lands in attributes and in HTML.
+        source_text = "".join(message.id if isinstance(message.id, tuple) else [message.id])
+        for char in '"<>&':
+            assert all(s.count(char) <= source_text.count(char) for s in strings), message.id
     assert set(translated) == source
     problems = [(message.id, errors) for message, errors in catalog.check() if errors]
     assert problems == []  # placeholders match (python-format)
@@ -90,6 +91,8 @@ def test_every_message_has_a_chinese_translation() -> None:
         ("fr-FR, de;q=0.8", "en", "Send code"),
         ("!!;q=nope,,, ;;q=\x7f", "en", "Send code"),
         ("zh-;;q=", "zh-Hans", "发送验证码"),
+        ("zh-TW,en;q=0.5", "zh-Hans", "发送验证码"),  # until a zh_Hant catalog exists
+        ("fr, zh;q=0", "en", "Send code"),  # q=0 means "not this one"
         ("", "en", "Send code"),
     ],
 )
@@ -298,3 +301,63 @@ def test_every_problem_the_code_names_has_words() -> None:
     assert len(named) > 20
     missing = sorted(kind for kind in named if f'problem.kind == "{kind}"' not in sentences)
     assert missing == []
+
+
+async def test_a_language_choice_can_go_back_to_automatic(client: Any) -> None:
+    await client.post("/language", form={"locale": "zh_Hans", "next": "/login"})
+    page = await (await client.get("/login", headers={"Accept-Language": "en"})).get_data(
+        as_text=True
+    )
+    assert '<option value="zh_Hans" lang="zh-Hans" selected>简体中文</option>' in page
+    await client.post("/language", form={"locale": "", "next": "/login"})
+    page = await (await client.get("/login", headers={"Accept-Language": "en"})).get_data(
+        as_text=True
+    )
+    assert '<option value="" selected>Automatic (browser language)</option>' in page
+
+
+async def test_the_language_form_comes_back_to_pages_with_chinese_paths(
+    app: Quart, inbox: Inbox
+) -> None:
+    ada = await signed_in_client(app, inbox, "ada@example.org")
+    made = await ada.post("/rooms", form={"name": "技术"})
+    page = await (await ada.get(made.headers["Location"])).get_data(as_text=True)
+    back = re.search(r'name="next" value="([^"]+)"', page).group(1)
+    assert back == "/rooms/%E6%8A%80%E6%9C%AF"
+    moved = await ada.post("/language", form={"locale": "en", "next": "/rooms/技术"})
+    assert moved.headers["Location"] == "/rooms/%E6%8A%80%E6%9C%AF"  # headers are ASCII
+    after_a_post = await ada.post("/rooms", form={"name": ""})  # the page answering a post
+    assert 'name="next" value="/"' in await after_a_post.get_data(as_text=True)
+
+
+async def test_the_language_cookie_is_secure_when_cookies_are(make_app: Any) -> None:
+    app = await make_app(COOKIE_SECURE=True)
+    response = await app.test_client().post(
+        "/language", form={"locale": "zh_Hans", "next": "/"}, scheme="http"
+    )
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("chat_locale=zh_Hans") and "Secure" in cookie and "HttpOnly" in cookie
+
+
+async def test_refusals_before_any_view_speak_the_viewers_language(client: Any) -> None:
+    response = await client.get("/login", headers={**CHINESE, "Host": "evil.example"})
+    page = await response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert '<html lang="zh-Hans">' in page and "此服务器不为该主机名提供服务" in page
+
+
+async def test_an_allowed_domain_still_refuses_look_alike_addresses(make_app: Any) -> None:
+    app = await make_app(ALLOWED_EMAIL_DOMAINS="corp.example,xn--fsqu00a.xn--fiqs8s")
+    refused = await app.test_client().post("/login", form={"email": "\u0430lice@corp.example"})
+    assert refused.status_code == 400  # a Cyrillic a in front of Latin letters
+    named_in_ascii = await app.test_client().post("/login", form={"email": "li@例子.中国"})
+    assert named_in_ascii.status_code == 200  # the operator wrote the domain as xn--
+
+
+async def test_room_names_in_scripts_with_marks_keep_them(app: Quart, inbox: Inbox) -> None:
+    ada = await signed_in_client(app, inbox, "ada@example.org")
+    urls = {
+        (await ada.post("/rooms", form={"name": name})).headers["Location"]
+        for name in ("हिन्द", "हिन्दी", "สวัสดี")
+    }
+    assert len(urls) == 3
