@@ -12,8 +12,18 @@ from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart
 from quart_auth import QuartAuth
 
-from blueprints import auth, errors, health, live, rooms, settings
-from chat import bus, logs, presence, security, store, templating, viewer
+from blueprints import auth, errors, health, live, lobby, members, people, rooms, settings
+from chat import (
+    bus,
+    logs,
+    mention_mail,
+    presence,
+    security,
+    sidebar_hub,
+    store,
+    templating,
+    viewer,
+)
 from chat import rooms as room_registry
 from chat.sessions import ChatUser
 from chat.settings import ConfigError, apply_defaults, validate
@@ -62,8 +72,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     templating.init_app(app)
     bus.init_app(app)
     presence.init_app(app)
+    mention_mail.init_app(app)
     room_registry.init_app(app)
-    for blueprint in (auth.bp, rooms.bp, live.bp, health.bp, settings.bp):
+    sidebar_hub.init_app(app)
+    blueprints = (auth, rooms, members, people, live, lobby, health, settings)
+    for blueprint in (module.bp for module in blueprints):
         app.register_blueprint(blueprint)
     errors.init_app(app)
     if app.config["PROXY_HOPS"]:

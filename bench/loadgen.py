@@ -46,6 +46,9 @@ class Cell:
     pad: int = 40
     max_seconds: float = 300.0
     profile_step: int | None = None  # py-spy a worker during this step
+    # Every user opens every room's page once first, so each socket's sidebar lists them all
+    # and carries live unread counts for the rooms it is not viewing.
+    join_all_rooms: bool = False
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -96,13 +99,34 @@ async def create_rooms(base: str, cookie: str, count: int) -> list[str]:
     return slugs
 
 
+async def join_rooms(
+    base: str, cookies: list[str], rooms: list[str], concurrency: int = 16
+) -> None:
+    """Each user opens each room's page once, as a person clicking through would."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(cookie: str) -> None:
+        async with (
+            gate,
+            httpx.AsyncClient(base_url=base, headers={"Cookie": cookie}, timeout=30) as client,
+        ):
+            for slug in rooms:
+                response = await client.get(f"/rooms/{slug}")
+                response.raise_for_status()
+
+    await asyncio.gather(*(one(cookie) for cookie in cookies))
+
+
 def plan(cell: Cell, cookies: list[str], rooms: list[str]) -> list[list[dict[str, Any]]]:
     """Sockets round-robin over rooms; users fill up to sockets_per_user; split over processes."""
     sockets: list[dict[str, Any]] = []
     senders_seen: Counter[str] = Counter()
     sender_number = 0
     for n in range(cell.clients):
-        room = rooms[n % len(rooms)]
+        # A user's sockets are tabs of one room when every user is in every room: a person
+        # viewing a room in one tab would otherwise silence its count in their other tabs.
+        spread = n // cell.sockets_per_user if cell.join_all_rooms else n
+        room = rooms[spread % len(rooms)]
         sender = -1
         if senders_seen[room] < cell.senders_per_room:
             senders_seen[room] += 1
@@ -314,6 +338,8 @@ async def run_load(cell: Cell, work: Path, target: str = "app") -> dict[str, Any
         users = max(1, -(-cell.clients // cell.sockets_per_user))
         cookies = await sign_in_many(server.url, smtp, users)
         rooms = await create_rooms(server.url, cookies[0], cell.rooms)
+        if cell.join_all_rooms:
+            await join_rooms(server.url, cookies, rooms)
         ws_base = server.url.replace("http://", "ws://")
         return await _drive(cell, ws_base, rooms, cookies, server, valkey, work, started)
 

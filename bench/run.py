@@ -66,6 +66,8 @@ def matrix_cell(n: int, m: int, w: int) -> Cell:
     )
 
 
+# Every socket's person is a member of all 10 rooms and views one (in 10 tabs): the sidebars
+# carry live unread counts of the other nine (issue 13's condition for this scenario).
 FANOUT = Cell(
     clients=1000,
     rooms=10,
@@ -73,6 +75,8 @@ FANOUT = Cell(
     rates=[10, 50, 100, 200, 300],
     step_seconds=6.0,
     profile_step=3,
+    sockets_per_user=10,
+    join_all_rooms=True,
 )
 
 
@@ -100,6 +104,8 @@ async def scenario(name: str, cells_filter: set[str] | None, out: Path) -> dict[
             await loadgen.run_idle(1500, True, out / "idle-deflate"),
             await loadgen.run_idle(1500, False, out / "idle-plain"),
         ]
+    elif name == "fanout":
+        loads.append(await loadgen.run_load(FANOUT, out / FANOUT.name))
     elif name == "fanout-plain":
         cell = dataclasses.replace(FANOUT, compression=False)
         loads.append(await loadgen.run_load(cell, out / (cell.name + "-plain")))
@@ -385,7 +391,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "scenario",
-        choices=["smoke", "default", "full", "idle", "storm", "calibrate", "fanout-plain"],
+        choices=[
+            "smoke",
+            "default",
+            "full",
+            "idle",
+            "storm",
+            "calibrate",
+            "fanout",
+            "fanout-plain",
+        ],
     )
     parser.add_argument("--cells", help="comma-separated cell names for `full`")
     parser.add_argument("--publish", action="store_true", help="copy SUMMARY.md to bench/REPORT.md")

@@ -9,7 +9,7 @@ from quart import Blueprint, Response, current_app, redirect, render_template, r
 from quart.typing import ResponseReturnValue
 from quart_auth import current_user, login_user, logout_user
 
-from chat import addresses, codes, mailer, people, sessions, signin_limits, store
+from chat import addresses, codes, mailer, membership, people, sessions, signin_limits, store
 from chat.codes import Requester, Verdict
 from chat.problems import problem
 from chat.sessions import ChatUser, current_session
@@ -172,10 +172,13 @@ async def check_code() -> ResponseReturnValue:
             Verdict.LOCKED: "code_locked",
         }[verdict]
         return await step("_code_form.html", 400, email=email, problem=problem(kind))
+    person = await people.person_for(redis, email)
+    await people.list_person(redis, person, email)
+    await membership.accept_invites(redis, store.secret(), person, email)
     session = await sessions.create(
         redis,
         email,
-        await people.person_for(redis, email),
+        person,
         config["SESSION_IDLE_SECONDS"],
         config["MAX_SESSIONS_PER_PERSON"],
     )

@@ -15,13 +15,27 @@ from quart.blueprints import BlueprintSetupState
 from quart.wrappers import Websocket
 
 from chat import bus as bus_module
-from chat import frames, history, i18n, live_room, presence, rooms, security, sessions, store
+from chat import (
+    frames,
+    history,
+    i18n,
+    live_room,
+    membership,
+    presence,
+    security,
+    sessions,
+    sidebar_hub,
+    store,
+    unread,
+)
 from chat.bus import Signal, Subscription
 from chat.fragments import render_fragment
 from chat.frames import CLOSE_POLICY, FrameBudget
+from chat.membership import Room
 from chat.messages import CLIENT_ID, new_id, post_message, room_channel
 from chat.problems import Problem, problem
 from chat.sessions import Session, current_session, session_channel
+from chat.sidebar_hub import person_channel
 from chat.text import clean_body
 
 bp = Blueprint("live", __name__)
@@ -74,20 +88,22 @@ async def room_socket(slug: str) -> None:
     session: Session | None = await current_session()
     if session is None:
         abort(401)
-    if await rooms.name_of(store.redis(), slug) is None:
-        abort(404)
+    room = await membership.readable(store.redis(), slug, session.person)
+    if room is None:
+        abort(404)  # not 403: a private room's existence is not revealed
     # Anything but a well-formed 64-bit stream id from the past is ignored: the client gets the
     # latest page (an id in the future would hold back every message up to it).
     after = websocket.args.get("after")
     seen = history.parse_id(after)
     after = after if seen is not None and seen[0] < time.time() * 1000 + 86_400_000 else None
     epoch = websocket.args.get("epoch")
-    await RoomSocket(slug, session, after, epoch if epoch and EPOCH.match(epoch) else None).run()
+    await RoomSocket(room, session, after, epoch if epoch and EPOCH.match(epoch) else None).run()
 
 
 class RoomSocket:
-    def __init__(self, slug: str, session: Session, after: str | None, epoch: str | None) -> None:
-        self.slug = slug
+    def __init__(self, room: Room, session: Session, after: str | None, epoch: str | None) -> None:
+        self.room = room
+        self.slug = room.slug
         self.session = session
         self.session_id = session.id
         self.user = presence.user_of(session.person, session.email)
@@ -111,6 +127,7 @@ class RoomSocket:
         self.rejected = 0  # frames refused in a row (not understood, too long, too fast)
         self.dropped = 0  # frames dropped in a row for want of a frame token
         self.close_code: int | None = None
+        self.sidebar: sidebar_hub.Member | None = None
 
     async def run(self) -> None:
         cap = int(current_app.config["WS_MAX_SOCKETS_PER_SESSION"])
@@ -130,7 +147,11 @@ class RoomSocket:
 
     async def serve(self) -> None:
         bus = bus_module.bus()
-        channels = (room_channel(self.slug), session_channel(self.session.id))
+        channels = (
+            room_channel(self.slug),
+            session_channel(self.session.id),
+            person_channel(self.session.person),
+        )
         open_sockets: OpenSockets = current_app.extensions["live"]
         async with bus.subscribe(*channels, variant=self.variant) as subscription:
             await websocket.accept()
@@ -150,8 +171,14 @@ class RoomSocket:
 
     async def live(self, subscription: Subscription) -> None:
         log.info("websocket open: room %s", self.slug)
+        # First: a missed-mention email must not go out for what this socket is about to show.
+        await unread.note_seen(store.redis(), [self.session.person])
         await self.send_backfill()
         await self.join()
+        self.sidebar = sidebar_hub.Member(
+            sidebar_hub.hub(current_app), self.socket_id, self.variant, subscription.push
+        )
+        await self.sidebar.start(self.session.person, self.user, self.slug)
         forwarding = asyncio.create_task(self.forward(subscription))
         subscription.on_overflow = forwarding.cancel
         try:
@@ -190,6 +217,8 @@ class RoomSocket:
         )
         local: presence.LocalSockets = current_app.extensions["presence"]
         local.remove(self.slug, self.socket_id)
+        if self.sidebar is not None:
+            await self.sidebar.stop()
         if "redis" not in current_app.extensions:
             return  # shutting down: the presence entry expires by itself
         try:
@@ -234,8 +263,17 @@ class RoomSocket:
                         await self.session_ended()
                         return
                     await self.send_backfill()
+                    if self.sidebar is not None:
+                        await self.sidebar.reload()  # rooms joined or left meanwhile
                     continue
                 key, position, frame = item
+                if key in sidebar_hub.EVENTS:
+                    assert self.sidebar is not None
+                    if await self.sidebar.event(key, frame):
+                        await self.send_batch(batch)
+                        await self.room_left()
+                        return
+                    continue
                 if key == "revoke":
                     await self.send_batch(batch)
                     await self.session_ended()
@@ -244,7 +282,10 @@ class RoomSocket:
                     if self.seen is not None and position <= self.seen:
                         continue  # already sent in the backfill
                     self.last_id, self.seen = key, position
-                batch.append(frame)
+                if frame:
+                    batch.append(frame)
+            if self.sidebar is not None:
+                batch.extend(self.sidebar.take_pending())  # sidebar lines ride along
             await self.send_batch(batch)
 
     async def send_batch(self, batch: list[str]) -> None:
@@ -264,6 +305,14 @@ class RoomSocket:
                 notice = await render_fragment("rooms/_notice.html", notice="signed_out")
             await self.websocket.send(notice)
         await self.close(CLOSE_POLICY, "signed out")
+
+    async def room_left(self) -> None:
+        """The person left this room (in any tab): say so, then close like a sign-out."""
+        with contextlib.suppress(Exception):
+            with i18n.use(self.variant):
+                notice = await render_fragment("rooms/_notice.html", notice="room_left")
+            await self.websocket.send(notice)
+        await self.close(CLOSE_POLICY, "left the room")
 
     async def close(self, code: int, reason: str) -> None:
         """Close with `code` and end the handler (a peer that stopped reading may never answer)."""
@@ -329,7 +378,7 @@ class RoomSocket:
             if wait > 0:
                 await self.send_problem(problem("sending_too_fast"))
                 return False
-            await post_message(self.slug, self.session, body, client_id)
+            await post_message(self.room, self.session, body, client_id)
         except store.REDIS_DOWN as error:
             log.warning("message not stored (room %s): %s", self.slug, error)
             await self.send_problem(problem("not_delivered"))

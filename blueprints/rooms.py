@@ -17,10 +17,22 @@ from quart import (
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
-from chat import history, people, presence, rooms, sessions, store
+from chat import (
+    history,
+    membership,
+    people,
+    presence,
+    ratelimit,
+    rooms,
+    sessions,
+    sidebar,
+    sidebar_hub,
+    store,
+    unread,
+)
 from chat.clients import inbox_key
 from chat.messages import CLIENT_ID, new_id, post_message
-from chat.problems import Problem, ShownError
+from chat.problems import Problem, ShownError, problem
 from chat.sessions import Session, current_session
 from chat.text import clean_body
 
@@ -43,6 +55,7 @@ async def index() -> str:
         "rooms/index.html",
         rooms=await rooms.of_person(store.redis(), session.person),
         session=session,
+        sidebar=await sidebar.for_page(store.redis(), session),
     )
 
 
@@ -60,7 +73,7 @@ async def all_rooms() -> str:
         page=page,
         next_after=next_after,
         session=session,
-        rooms=await rooms.of_person(store.redis(), session.person),
+        sidebar=await sidebar.for_page(store.redis(), session),
     )
 
 
@@ -76,6 +89,8 @@ async def create() -> ResponseReturnValue:
     except rooms.RoomNameError as error:
         return await _create_refused(session, error.problem, raw_name, 400)
     config = current_app.config
+    if form.get("private"):
+        return await _create_private(session, name, raw_name)
     made = await rooms.create(
         store.redis(),
         name,
@@ -87,7 +102,24 @@ async def create() -> ResponseReturnValue:
     if made.slug is None:
         assert made.problem is not None
         return await _create_refused(session, made.problem, raw_name, made.status)
-    location = url_for("rooms.room", slug=made.slug)
+    return _go(url_for("rooms.room", slug=made.slug))
+
+
+async def _create_private(session: Session, name: str, raw_name: str) -> ResponseReturnValue:
+    redis = store.redis()
+    made_key = rooms.made_key(inbox_key(store.secret(), session.email))
+    per_hour = current_app.config["ROOMS_PER_PERSON_PER_HOUR"]
+    wait = await ratelimit.peek(redis, made_key, per_hour, 3600)
+    if wait:
+        refusal = problem("too_many_rooms_made", per_hour=per_hour, seconds=wait)
+        return await _create_refused(session, refusal, raw_name, 429)
+    await ratelimit.count(redis, made_key, 3600)
+    slug = await membership.create_private(redis, name, session.person, session.display_name)
+    await sidebar_hub.publish_event(session.person, "sidebar")
+    return _go(url_for("rooms.room", slug=slug))
+
+
+def _go(location: str) -> ResponseReturnValue:
     if request.headers.get("HX-Request"):
         return Response("", 200, headers={"HX-Redirect": location})
     return redirect(location, 303)
@@ -104,6 +136,7 @@ async def _create_refused(
         "rooms/index.html",
         rooms=await rooms.of_person(store.redis(), session.person),
         session=session,
+        sidebar=await sidebar.for_page(store.redis(), session),
         problem=refusal,
         name=name[:200],
     ), status
@@ -115,36 +148,50 @@ async def room(slug: str) -> str:
     """A room: recent history, who is online, the compose form, live over a websocket."""
     session = await signed_in()
     redis = store.redis()
-    name = await rooms.name_of(redis, slug)
-    if name is None:
-        abort(404)
-    await rooms.remember(redis, session.person, slug)
+    found = await readable_or_404(session, slug)
+    if found.kind == membership.OPEN:
+        if await rooms.remember(redis, session.person, slug):  # new in their list: other tabs
+            await sidebar_hub.publish_event(session.person, "sidebar")
+        await membership.note_visit(redis, slug, session.person, session.display_name)
     epoch = await history.epoch(redis, slug)
     messages = await history.recent(redis, slug)
+    # What the page shows is read (the socket, once open, keeps it so).
+    seq = (await unread.latest(redis, [slug]))[slug]
+    await unread.mark_read(redis, session.person, slug, seq)
+    await sidebar_hub.publish_event(session.person, "read", slug, seq)
     return await render_template(
         "rooms/room.html",
         slug=slug,
-        name=name,
+        room=found,
+        name=found.title_for(session.person),
         messages=messages,
         has_older=len(messages) == history.PAGE,
         users=await presence.online(redis, slug),
         session=session,
-        rooms=await rooms.of_person(redis, session.person),
+        room_sidebar=await sidebar.for_page(redis, session, slug),
         # A relative URL: behind a TLS proxy the browser turns it into wss:// itself.
         socket_url=f"/rooms/{slug}/ws?"
         + urlencode({"after": messages[-1].id if messages else "0-0", "epoch": epoch}),
     )
 
 
+async def readable_or_404(session: Session, slug: str) -> membership.Room:
+    """The room if this person may read it; 404 otherwise (a private room stays unknown)."""
+    found = await membership.readable(store.redis(), slug, session.person)
+    if found is None:
+        abort(404)
+    return found
+
+
 @bp.get("/rooms/<slug>/older")
 @login_required
 async def older(slug: str) -> str:
     """The page of messages before `before`, with its own "Load older" button."""
+    session = await signed_in()
     before = history.parse_id(request.args.get("before"))
     if before is None:
         raise ShownError(400, "not_a_message_id")
-    if await rooms.name_of(store.redis(), slug) is None:
-        abort(404)
+    await readable_or_404(session, slug)
     messages = await history.before(store.redis(), slug, before)
     return await render_template(
         "rooms/_older.html", slug=slug, messages=messages, has_older=len(messages) == history.PAGE
@@ -156,8 +203,7 @@ async def older(slug: str) -> str:
 async def post(slug: str) -> ResponseReturnValue:
     """Send without JavaScript: a plain form post, then back to the room."""
     session = await signed_in()
-    if await rooms.name_of(store.redis(), slug) is None:
-        abort(404)
+    found = await readable_or_404(session, slug)
     form = await request.form
     body = clean_body(form.get("body", ""))
     limit = current_app.config["MAX_MESSAGE_CHARS"]
@@ -172,7 +218,7 @@ async def post(slug: str) -> ResponseReturnValue:
             raise ShownError(429, "sending_too_fast_form")
         client_id = form.get("client_id", "")
         await post_message(
-            slug, session, body, client_id if CLIENT_ID.fullmatch(client_id) else new_id()
+            found, session, body, client_id if CLIENT_ID.fullmatch(client_id) else new_id()
         )
     return redirect(url_for("rooms.room", slug=slug), 303)
 

@@ -1,4 +1,4 @@
-"""Language and time zone: the settings page, and the language form on every page."""
+"""Language, time zone and mention emails: the settings page; the language form on every page."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from chat import i18n, sessions, store
+from chat import i18n, mention_mail, sessions, sidebar, store
 from chat.problems import Problem, problem
 from chat.sessions import Session, current_session
 
@@ -22,14 +22,14 @@ COOKIE_SECONDS = 365 * 86400
 @bp.get("/settings")
 @login_required
 async def show() -> str:
-    """The settings page: language and time zone."""
+    """The settings page: language, time zone, mention emails."""
     return await _page(await signed_in(), saved=request.args.get("saved") == "1")
 
 
 @bp.post("/settings")
 @login_required
 async def save() -> ResponseReturnValue:
-    """Save both choices for the person (every session of theirs follows)."""
+    """Save the choices for the person (every session of theirs follows)."""
     session = await signed_in()
     form = await request.form
     time_zone = i18n.known_time_zone(form.get("time_zone"))
@@ -38,6 +38,10 @@ async def save() -> ResponseReturnValue:
     # An unknown language means "no choice": the browser's preference decides again.
     locale = i18n.known_locale(form.get("locale")) or ""
     await sessions.save_choices(store.redis(), session.person, locale, time_zone)
+    # The form sends "0" (a hidden field) then "1" when ticked; a post without either (an
+    # older page) leaves the choice as it was.
+    if ticks := form.getlist("mention_mail"):
+        await mention_mail.set_enabled(store.redis(), session.person, "1" in ticks)
     return _remember_language(redirect(url_for("settings.show", saved="1"), 303), locale)
 
 
@@ -46,10 +50,12 @@ async def _page(session: Session, refusal: Problem | None = None, saved: bool = 
         "settings/index.html",
         session=session,
         chosen_zone=i18n.known_time_zone(session.time_zone) or i18n.DEFAULT_TIME_ZONE,
+        mention_mail=await mention_mail.enabled(store.redis(), session.person),
         # Zone names in the viewer's language: slow to build once per language, so in a thread.
         time_zones=await asyncio.to_thread(i18n.time_zone_labels, i18n.page_locale()),
         problem=refusal,
         saved=saved,
+        sidebar=await sidebar.for_page(store.redis(), session),
     )
 
 

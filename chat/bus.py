@@ -19,7 +19,7 @@ import enum
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from quart import Quart, current_app
 from redis.asyncio import Redis
@@ -65,6 +65,10 @@ class Subscription:
             if self.on_overflow is not None:
                 self.on_overflow()
 
+    def push(self, frame: str) -> None:
+        """Queue a frame made on this worker for this subscriber alone (its sidebar)."""
+        self.deliver(("", None, frame))
+
     def take_ready(self, limit: int) -> list[Piece | Signal]:
         """Up to `limit` more items that are already queued, without waiting."""
         items: list[Piece | Signal] = []
@@ -77,6 +81,14 @@ class Subscription:
 
     async def __anext__(self) -> Piece | Signal:
         return await self.queue.get()
+
+
+class Watcher(Protocol):
+    """Told of every item published to the channels it watches, as published (no queue)."""
+
+    def on_item(self, channel: str, item: str) -> None: ...
+
+    def on_gap(self) -> None: ...
 
 
 class Bus:
@@ -93,6 +105,7 @@ class Bus:
         self._publisher = publisher
         self._queue_size = queue_size
         self._subs: dict[str, set[Subscription]] = {}
+        self._watchers: dict[str, set[Watcher]] = {}
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._confirmed: set[str] = set()
         self._to_subscribe: set[str] = set()
@@ -148,8 +161,29 @@ class Bus:
                     members.discard(sub)
                     if not members:
                         del self._subs[channel]
-                        self._confirmed.discard(channel)
-                        self._to_unsubscribe.add(channel)
+                        self._drop_if_unwanted(channel)
+
+    def watch(self, channel: str, watcher: Watcher) -> None:
+        """Hand `watcher` every item of `channel` from now on (as soon as Redis confirms)."""
+        if not self._wanted(channel):
+            self._to_subscribe.add(channel)
+        self._watchers.setdefault(channel, set()).add(watcher)
+
+    def unwatch(self, channel: str, watcher: Watcher) -> None:
+        watchers = self._watchers.get(channel)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del self._watchers[channel]
+                self._drop_if_unwanted(channel)
+
+    def _wanted(self, channel: str) -> bool:
+        return channel in self._subs or channel in self._watchers
+
+    def _drop_if_unwanted(self, channel: str) -> None:
+        if not self._wanted(channel):
+            self._confirmed.discard(channel)
+            self._to_unsubscribe.add(channel)
 
     async def roundtrip(self, timeout: float = 1.0) -> bool:
         """Publish to this worker's own channel and wait to hear it back (readiness)."""
@@ -165,6 +199,10 @@ class Bus:
             return False
         finally:
             self._echoes.pop(token, None)
+
+    async def confirm(self, channels: list[str]) -> None:
+        """Wait until Redis has confirmed these (watched or subscribed) channels."""
+        await self._confirm(tuple(channel for channel in channels if self._wanted(channel)))
 
     async def _confirm(self, channels: tuple[str, ...]) -> None:
         """Wait until the reader has subscribed to every channel and Redis has confirmed it."""
@@ -183,8 +221,8 @@ class Bus:
         # Only the reader task touches the pub/sub connection: redis-py's PubSub is not
         # safe to use from two tasks at once (a concurrent UNSUBSCRIBE can hang).
         assert self._pubsub is not None
-        subscribe = [c for c in self._to_subscribe if c in self._subs]
-        unsubscribe = [c for c in self._to_unsubscribe if c not in self._subs]
+        subscribe = [c for c in self._to_subscribe if self._wanted(c)]
+        unsubscribe = [c for c in self._to_unsubscribe if not self._wanted(c)]
         self._to_subscribe.clear()
         self._to_unsubscribe.clear()
         if subscribe:
@@ -223,7 +261,7 @@ class Bus:
         self._pubsub = self._client.pubsub()
         self._to_subscribe.clear()
         self._to_unsubscribe.clear()
-        channels = [self.worker_channel, *self._subs]
+        channels = [self.worker_channel, *{*self._subs, *self._watchers}]
         await self._pubsub.subscribe(*channels)
         remaining = set(channels)
         while remaining:
@@ -232,7 +270,7 @@ class Bus:
                 raise ConnectionError("no subscribe confirmation within 5 s")
             if message["type"] == "subscribe":
                 remaining.discard(message["channel"])
-        self._confirmed.update(channel for channel in channels if channel in self._subs)
+        self._confirmed.update(channel for channel in channels if self._wanted(channel))
         for channel in channels:
             for future in self._confirmations.pop(channel, []):
                 if not future.done():
@@ -251,7 +289,7 @@ class Bus:
     async def _dispatch(self, message: dict[str, Any]) -> None:
         kind, channel = message["type"], message["channel"]
         if kind == "subscribe":
-            if channel in self._subs:
+            if self._wanted(channel):
                 self._confirmed.add(channel)
             for future in self._confirmations.pop(channel, []):
                 if not future.done():
@@ -263,6 +301,8 @@ class Bus:
                     echo.set_result(None)
                 return
             item: str = message["data"]
+            for watcher in tuple(self._watchers.get(channel, ())):
+                watcher.on_item(channel, item)
             per_variant = needs_variant(item)
             pieces: dict[Variant | None, Piece] = {}
             for sub in tuple(self._subs.get(channel, ())):
@@ -278,6 +318,8 @@ class Bus:
                 sub.deliver(piece)
 
     def _broadcast(self, signal: Signal) -> None:
+        for watcher in {w for watchers in self._watchers.values() for w in watchers}:
+            watcher.on_gap()
         seen: set[int] = set()
         for members in self._subs.values():
             for sub in members:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -25,6 +26,13 @@ class Message:
     name: str
     body: str
     sent_at: datetime
+    seq: int = 0  # the room's message number (chat/unread.py); 0 for messages from before
+    mentions: tuple[tuple[str, str], ...] = ()  # (folded name, person id) it @mentions
+
+    @property
+    def mentioned(self) -> str:
+        """The mentioned people, space-separated (the data attribute each viewer's CSS reads)."""
+        return " ".join(dict.fromkeys(person for _, person in self.mentions))
 
     @classmethod
     def from_entry(cls, entry_id: str, fields: dict[str, str]) -> Message:
@@ -37,7 +45,19 @@ class Message:
             name=fields.get("name", "?"),
             body=fields.get("body", ""),
             sent_at=datetime.fromtimestamp(int(fields.get("ts", "0")) / 1000, UTC),
+            seq=int(fields.get("n") or 0),
+            mentions=_mentions(fields.get("men")),
         )
+
+
+def _mentions(raw: str | None) -> tuple[tuple[str, str], ...]:
+    if not raw:
+        return ()
+    try:
+        pairs = json.loads(raw)
+        return tuple((str(name), str(person)) for name, person in pairs)
+    except (ValueError, TypeError):
+        return ()
 
 
 def stream_key(slug: str) -> str:

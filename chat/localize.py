@@ -35,8 +35,9 @@ def needs_variant(item: str) -> bool:
 
 
 async def make_piece(item: str, variant: Variant | None) -> Piece:
-    key, _, frame = item.partition("\n")
-    position = history.id_key(key) if key and key != "revoke" else None
+    head, _, frame = item.partition("\n")
+    key = head.partition(" ")[0]  # a message's head also carries its number and mentions
+    position = history.id_key(key) if key[:1].isdigit() else None
     if variant is not None and frame.startswith(TEMPLATE):
         payload = json.loads(frame[1:])
         with i18n.use(variant):

@@ -58,3 +58,56 @@ def legacy_tag(email: str) -> str:
 def _keyed_tag(secret: bytes, email: str) -> str:
     key = hashlib.sha256(secret).digest()
     return hashlib.blake2b(email.encode(), key=key, digest_size=8).hexdigest()
+
+
+# Everyone who has signed in, by name, for /people: "folded name\x1fperson id".
+_DIRECTORY = "people:directory"
+DIRECTORY_PAGE = 50
+SEP = "\x1f"
+
+
+def _directory_entry(email: str, person: str) -> str:
+    return f"{email.rpartition('@')[0].casefold()}{SEP}{person}"
+
+
+async def list_person(redis: Redis, person: str, email: str) -> None:
+    await redis.zadd(_DIRECTORY, {_directory_entry(email, person): 0})
+
+
+async def emails_of(redis: Redis, persons: list[str]) -> dict[str, str]:
+    """The address of each of these people (those who have one)."""
+    if not persons:
+        return {}
+    async with redis.pipeline(transaction=False) as pipe:
+        for person in persons:
+            pipe.hget(person_key(person, "profile"), "email")
+        found = await pipe.execute()
+    return {person: email for person, email in zip(persons, found, strict=True) if email}
+
+
+async def directory(
+    redis: Redis, query: str, after: str | None
+) -> tuple[list[tuple[str, str]], str | None]:
+    """(person, email) of people whose name starts with `query`, a page from after the entry
+    `after`; and the cursor of the next page."""
+    prefix = query.casefold()
+    start = f"({after}" if after else f"[{prefix}"
+    entries: list[str] = await redis.zrangebylex(
+        _DIRECTORY, start, f"[{prefix}\xff", 0, DIRECTORY_PAGE + 1
+    )
+    persons = [entry.rpartition(SEP)[2] for entry in entries[:DIRECTORY_PAGE]]
+    emails = await emails_of(redis, persons)
+    rows = [(person, emails[person]) for person in persons if person in emails]
+    return rows, (entries[DIRECTORY_PAGE - 1] if len(entries) > DIRECTORY_PAGE else None)
+
+
+async def reindex_directory(redis: Redis) -> None:
+    """People who signed in before the directory existed are listed (once, at start)."""
+    if await redis.exists(_DIRECTORY):
+        return
+    persons = list(set(await redis.hvals(_BY_EMAIL)))
+    emails = await emails_of(redis, persons)
+    if emails:
+        await redis.zadd(
+            _DIRECTORY, {_directory_entry(email, person): 0 for person, email in emails.items()}
+        )

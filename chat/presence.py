@@ -110,6 +110,7 @@ class LocalSockets:
     def __init__(self, app: Quart) -> None:
         self.app = app
         self.by_room: dict[str, dict[str, Member]] = {}  # slug -> socket id -> member
+        self.lobby: dict[str, Member] = {}  # room list pages' sockets: in no room
         self.sweeps: set[asyncio.Task[None]] = set()
 
     def add(self, slug: str, socket_id: str, member: Member) -> None:
@@ -141,6 +142,7 @@ class LocalSockets:
                 members = {f"{m.user}{SEP}{sid}": expires for sid, m in sockets.items()}
                 if members:
                     pipe.zadd(_keys(slug)[1], members, xx=True)
+            for sockets in (*self.by_room.values(), self.lobby):
                 for sid, member in sockets.items():
                     key = session_key(member.session_id, "session-sockets")
                     pipe.zadd(key, {sid: expires}, xx=True)
@@ -150,7 +152,7 @@ class LocalSockets:
     async def close_ended_sessions(self, redis: Redis) -> None:
         """A session can end without a sign-out reaching us (idle expiry, a missed publish)."""
         by_session: dict[str, list[Member]] = {}
-        for sockets in self.by_room.values():
+        for sockets in (*self.by_room.values(), self.lobby):
             for member in sockets.values():
                 by_session.setdefault(member.session_id, []).append(member)
         if not by_session:
@@ -202,3 +204,30 @@ async def _heartbeats(app: Quart, local: LocalSockets) -> None:
             log.warning("presence heartbeat failed: %s", error)
         except Exception:
             log.exception("presence heartbeat failed")
+
+
+async def open_elsewhere(
+    redis: Redis, user: str, slugs: list[str], own_socket: str
+) -> dict[str, set[str]]:
+    """The user's other live sockets in each of these rooms (not the closed, lingering ones)."""
+    if not slugs:
+        return {}
+    prefix = f"{user}{SEP}"
+    async with redis.pipeline(transaction=False) as pipe:
+        for slug in slugs:
+            pipe.zrangebylex(_keys(slug)[0], f"[{prefix}", f"[{prefix}\xff")
+        found = await pipe.execute()
+    candidates = [(slug, m) for slug, ms in zip(slugs, found, strict=True) for m in ms]
+    if not candidates:
+        return {}
+    async with redis.pipeline(transaction=False) as pipe:
+        for slug, member in candidates:
+            pipe.zscore(_keys(slug)[1], member)
+        expiries = await pipe.execute()
+    live_after = time.time() + LINGER_SECONDS + 1  # a closed socket's entry expires sooner
+    sockets: dict[str, set[str]] = {}
+    for (slug, member), expiry in zip(candidates, expiries, strict=True):
+        socket_id = member.rpartition(SEP)[2]
+        if expiry is not None and expiry > live_after and socket_id != own_socket:
+            sockets.setdefault(slug, set()).add(socket_id)
+    return sockets

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from quart import Quart
 from redis.asyncio import Redis
 
 from chat import confusables, ratelimit, store
-from chat.people import person_key
+from chat.people import person_key, reindex_directory
 from chat.problems import Problem, problem
 from chat.text import clean_line
 
@@ -30,6 +31,8 @@ _KEY = "rooms"
 _BY_NAME = "{rooms}:by-name"
 _SKELETONS = "{rooms}:skeletons"
 SEP = "\x1f"
+# Private rooms and direct conversations (chat/membership.py) have ids of this shape.
+MEMBER_ROOM = re.compile(r"^[pd]-[0-9a-f]{16}$")
 log = logging.getLogger("chat.rooms")
 
 
@@ -83,6 +86,8 @@ def clean_name(raw: str) -> tuple[str, str]:
     slug = slugify(name)
     if not slug:
         raise RoomNameError("room_name_no_letters")
+    if MEMBER_ROOM.match(slug):  # the shape of private rooms' and conversations' ids
+        slug = f"{slug}-room"
     return name, slug
 
 
@@ -118,8 +123,8 @@ async def create(
     twin = await redis.hget(_SKELETONS, skeleton)
     if twin and twin != slug:
         return _confusable(await name_of(redis, twin) or twin)
-    made_key = f"{{a:{inbox}}}:rooms-made"
-    wait = await ratelimit.peek(redis, made_key, per_hour, 3600)
+    made = made_key(inbox)
+    wait = await ratelimit.peek(redis, made, per_hour, 3600)
     if wait:
         return Creation(
             problem=problem("too_many_rooms_made", per_hour=per_hour, seconds=wait), status=429
@@ -144,8 +149,13 @@ async def create(
         twin = result.split(":", 1)[1]
         return _confusable(await name_of(redis, twin) or twin)
     if result == "new":
-        await ratelimit.count(redis, made_key, 3600)
+        await ratelimit.count(redis, made, 3600)
     return Creation(slug)
+
+
+def made_key(inbox: str) -> str:
+    """Rooms (open or private) and conversations one inbox made this hour: one cap for all."""
+    return f"{{a:{inbox}}}:rooms-made"
 
 
 def _confusable(existing: str) -> Creation:
@@ -184,13 +194,14 @@ async def page(redis: Redis, after: str | None) -> tuple[list[tuple[str, str]], 
     return rooms, (slugs[-1] if len(entries) > PAGE else None)
 
 
-async def remember(redis: Redis, person: str, slug: str) -> None:
-    """Put the room in the person's own list (the sidebar), most recent first."""
+async def remember(redis: Redis, person: str, slug: str) -> bool:
+    """Put the room in the person's own list (the sidebar); True if it was not there."""
     key = person_key(person, "rooms")
     async with redis.pipeline(transaction=False) as pipe:
         pipe.zadd(key, {slug: time.time()})
         pipe.zremrangebyrank(key, 0, -(SIDEBAR_ROOMS + 1))  # only the latest are shown
-        await pipe.execute()
+        added, _ = await pipe.execute()
+    return bool(added)
 
 
 async def of_person(redis: Redis, person: str) -> list[tuple[str, str]]:
@@ -227,5 +238,6 @@ def init_app(app: Quart) -> None:
         await asyncio.to_thread(confusables.prototypes)
         try:
             await reindex(store.redis(app))
+            await reindex_directory(store.redis(app))
         except store.REDIS_DOWN as error:  # the app still starts; the next start retries
             log.warning("room index not checked: %s", error)

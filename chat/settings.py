@@ -41,6 +41,8 @@ INT_SETTINGS: dict[str, int] = {
     "MAX_SESSIONS_PER_PERSON": 20,
     "ROOMS_PER_PERSON_PER_HOUR": 10,
     "MAX_ROOMS": 1000,
+    "INVITES_PER_PERSON_PER_HOUR": 100,
+    "MENTION_EMAILS_PER_HOUR": 1,
     "WS_MESSAGES_PER_SECOND": 5,
     "WS_BURST": 20,
     "WS_MAX_SOCKETS_PER_SESSION": 20,
@@ -52,7 +54,7 @@ INT_SETTINGS: dict[str, int] = {
 }
 
 # Settings where 0 is meaningful (0 proxies in front of the app).
-COUNT_SETTINGS: dict[str, int] = {"PROXY_HOPS": 0}
+COUNT_SETTINGS: dict[str, int] = {"PROXY_HOPS": 0, "MENTION_EMAIL_DELAY_SECONDS": 600}
 
 STR_SETTINGS: dict[str, str] = {
     "ENV": "development",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
@@ -24,6 +26,18 @@ _NOT_IN_NAMES = re.compile(
 )
 
 
+# "@" then a word: up to whitespace, another "@" or characters that cannot be in an address.
+AT_WORD = re.compile(r"@([^\s@<>\"'`(),;:!?]{1,64})")
+
+
+def split_word(word: str, names: set[str]) -> tuple[str, str] | None:
+    """(the mentioning part, the rest) of an @word whose longest prefix is one of `names`."""
+    for end in range(len(word), 0, -1):
+        if word[:end].casefold() in names:
+            return word[:end], word[end:]
+    return None
+
+
 def clean_body(raw: str) -> str:
     """Normalise newlines, drop hidden and control characters, trim the ends."""
     text = raw.replace("\r\n", "\n").replace("\r", "\n").replace("\u2028", "\n")
@@ -35,19 +49,44 @@ def clean_line(raw: str) -> str:
     return " ".join(_NOT_IN_NAMES.sub("", raw).split())
 
 
-def linkify(text: str) -> Markup:
-    """Escape everything; turn http(s) URLs into links that cannot run script."""
+def linkify(text: str, mentions: Iterable[tuple[str, str]] = ()) -> Markup:
+    """Escape everything; turn http(s) URLs into links that cannot run script, and the
+    @names a message mentions into links to those people."""
+    people: dict[str, str] = {}
+    for name, person in mentions:
+        people.setdefault(name, person)
     parts: list[str] = []
     position = 0
     for match in _URL.finditer(text):
-        parts.append(str(escape(text[position : match.start()])))
+        parts.append(_with_mentions(text[position : match.start()], people))
         url = escape(match.group(0))
         parts.append(
             f'<a href="{url}" rel="nofollow noopener noreferrer" target="_blank">{url}</a>'
         )
         position = match.end()
-    parts.append(str(escape(text[position:])))
+    parts.append(_with_mentions(text[position:], people))
     return Markup("".join(parts))  # noqa: S704 - every piece above is escaped
+
+
+def _with_mentions(text: str, people: dict[str, str]) -> str:
+    if not people or "@" not in text:
+        return str(escape(text))
+    parts: list[str] = []
+    position = 0
+    for match in AT_WORD.finditer(text):
+        found = split_word(match.group(1), set(people))
+        if found is None:
+            continue
+        name, rest = found
+        person = people[name.casefold()]
+        parts.append(str(escape(text[position : match.start()])))
+        parts.append(
+            f'<a class="mention" data-person="{escape(person)}" '
+            f'href="/people?q={escape(quote(name))}">@{escape(name)}</a>{escape(rest)}'
+        )
+        position = match.end()
+    parts.append(str(escape(text[position:])))
+    return "".join(parts)
 
 
 def initials(name: str) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -190,3 +191,39 @@ async def test_language_and_time_zone_inputs_never_fail_badly(
     moved = await client.post("/language", form={"locale": locale, "next": target})
     assert moved.status_code == 303 and moved.headers["Location"].startswith("/")
     assert not moved.headers["Location"].startswith(("//", "/\\"))
+
+
+@FUZZ
+@given(
+    email=form_text,
+    people=st.lists(st.one_of(form_text, st.from_regex(r"\A[0-9a-f]{16}\Z")), max_size=20),
+    query=form_text,
+    after=form_text,
+    slug=st.one_of(form_text.filter(bool), st.from_regex(r"\A[pd]-[0-9a-f]{16}\Z")),
+)
+async def test_conversation_inputs_never_fail_badly(
+    fuzz_room: tuple[Quart, Any],
+    redis_sync: Redis,
+    email: str,
+    people: list[str],
+    query: str,
+    after: str,
+    slug: str,
+) -> None:
+    _app, client = fuzz_room
+    made = await client.post("/rooms", form={"name": "fuzz team", "private": "1"})
+    assert made.status_code in (303, 429)
+    private = made.headers.get("Location", "/rooms/general").removeprefix("/rooms/")
+    invited = await client.post(f"/rooms/{private}/invite", form={"email": email})
+    assert invited.status_code in (200, 400, 404, 429)
+    for key in redis_sync.keys("invited:*"):  # only well-formed addresses wait for a sign-in
+        assert redis_sync.type(key) == "set"
+    direct = await client.get("/direct", query_string=[("with", p) for p in people])
+    assert direct.status_code in (303, 400, 404, 429)
+    listing = await client.get("/people", query_string={"q": query, "after": after})
+    assert listing.status_code in (200, 400)
+    room = quote(slug, safe="")  # as a browser sends it
+    assert (await client.get(f"/rooms/{room}")).status_code in (200, 404)
+    older = await client.get(f"/rooms/{room}/older", query_string={"before": "1-0"})
+    assert older.status_code in (200, 404)
+    assert (await client.post(f"/rooms/{room}/leave")).status_code in (303, 404)

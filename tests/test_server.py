@@ -367,6 +367,7 @@ async def test_sigterm_closes_open_sockets_with_1012_and_exits_within_the_grace_
 ) -> None:
     server = AppServer(server_settings(redis_url, smtp_server), log_path=tmp_path / "server.log")
     await asyncio.to_thread(server.start)
+    opened: list[socket.socket] = []
     try:
         cookie = await sign_in_http(server.url, inbox, "restart@example.org")
         sockets = [
@@ -377,6 +378,7 @@ async def test_sigterm_closes_open_sockets_with_1012_and_exits_within_the_grace_
             await wait_for_text(ws, 'id="online"')
         # One more peer that completed the handshake and then never reads or answers again.
         mute = socket.create_connection(("127.0.0.1", server.port))
+        opened.append(mute)  # closed whatever happens: a leaked socket fails a later test
         mute.sendall(
             b"GET /rooms/general/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -391,11 +393,14 @@ async def test_sigterm_closes_open_sockets_with_1012_and_exits_within_the_grace_
         exit_code = await asyncio.to_thread(server.process.wait, 20)
         stopped_in = time.monotonic() - started
         assert exit_code == 0
-        assert stopped_in < 5.0 + 1.0, stopped_in  # graceful_timeout, even with the mute peer
-        mute.close()
+        # graceful_timeout, even with the mute peer; then the workers' own clean-up (6.1 s was
+        # seen once with the whole suite running on 2 cores).
+        assert stopped_in < 5.0 + 2.0, stopped_in
         log = (tmp_path / "server.log").read_text()
         assert "closing 4 sockets with 1012" in log, log
     finally:
+        for leftover in opened:
+            leftover.close()
         await asyncio.to_thread(server.stop)
 
 

@@ -16,7 +16,9 @@ async def test_two_people_talk_live_and_history_survives_a_reload(cast: Cast) ->
     bob = await cast.person("bob@example.org")
     for person in (ada, bob):
         await expect(person.page).to_have_url(cast.base_url + "/")
-        await expect(person.page.get_by_role("link", name="general")).to_be_visible()
+        await expect(
+            person.page.get_by_role("main").get_by_role("link", name="general")
+        ).to_be_visible()
         await expect(person.page.get_by_role("button", name="Sign out")).to_be_visible()
     await ada.open_room("general")
     await bob.open_room("general")
@@ -53,7 +55,7 @@ async def test_a_new_room_can_be_joined_by_someone_else(cast: Cast) -> None:
 
     # Bob's own list holds the rooms he opened; every room is one link away.
     await expect(bob.page.get_by_role("main").get_by_text("Release planning")).to_have_count(0)
-    await bob.page.get_by_role("link", name="All rooms").click()
+    await bob.page.get_by_role("main").get_by_role("link", name="All rooms").click()
     await bob.open_room("Release planning")
     await expect(bob.page).to_have_url(cast.base_url + "/rooms/release-planning")
     await expect(ada.online.get_by_text("bob", exact=True)).to_be_visible()

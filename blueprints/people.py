@@ -1,0 +1,82 @@
+"""Everyone who has signed in (/people), and starting a direct conversation (/direct)."""
+
+from __future__ import annotations
+
+import re
+
+from quart import Blueprint, current_app, redirect, render_template, request, url_for
+from quart.typing import ResponseReturnValue
+from quart_auth import login_required
+
+from blueprints.rooms import signed_in
+from chat import membership, people, ratelimit, rooms, sidebar, sidebar_hub, store
+from chat.clients import inbox_key
+from chat.problems import ShownError
+from chat.text import clean_line
+
+bp = Blueprint("people", __name__)
+
+PERSON_ID = re.compile(r"^[0-9a-f]{16}$")
+MAX_QUERY_CHARS = 64
+
+
+@bp.get("/people")
+@login_required
+async def index() -> str:
+    """Everyone who has signed in, by name, 50 at a time; "Find people" narrows by name."""
+    session = await signed_in()
+    query = clean_line(request.args.get("q", ""))[:MAX_QUERY_CHARS]
+    after = request.args.get("after")
+    if after is not None and not _is_cursor(after):
+        raise ShownError(400, "no_such_people_page")
+    rows, next_after = await people.directory(store.redis(), query, after)
+    return await render_template(
+        "people/index.html",
+        rows=rows,
+        query=query,
+        next_after=next_after,
+        session=session,
+        sidebar=await sidebar.for_page(store.redis(), session),
+    )
+
+
+def _is_cursor(text: str) -> bool:
+    name, sep, person = text.rpartition(people.SEP)
+    return bool(sep) and len(name) <= 254 and bool(PERSON_ID.match(person))
+
+
+@bp.get("/direct")
+@login_required
+async def direct() -> ResponseReturnValue:
+    """Open the direct conversation with these people (made the first time): a plain link."""
+    session = await signed_in()
+    wanted = request.args.getlist("with")
+    if len(wanted) > 2 * membership.MAX_DIRECT or not all(PERSON_ID.match(p) for p in wanted):
+        raise ShownError(404, "no_such_person")
+    others = sorted(set(wanted) - {session.person})
+    if not others:
+        raise ShownError(400, "direct_needs_someone")
+    if len(others) + 1 > membership.MAX_DIRECT:
+        raise ShownError(400, "direct_too_many", limit=membership.MAX_DIRECT)
+    redis = store.redis()
+    emails = await people.emails_of(redis, others)
+    if len(emails) != len(others):
+        raise ShownError(404, "no_such_person")
+    names = {pid: membership.display_name(email) for pid, email in emails.items()}
+    names[session.person] = session.display_name
+    slug = membership.direct_slug(store.secret(), names)
+    if await redis.exists(membership.meta_key(slug)):
+        await membership.open_direct(redis, store.secret(), names, session.person)
+    else:
+        # A new conversation counts against the same hourly cap as making a room.
+        made_key = rooms.made_key(inbox_key(store.secret(), session.email))
+        per_hour = current_app.config["ROOMS_PER_PERSON_PER_HOUR"]
+        wait = await ratelimit.peek(redis, made_key, per_hour, 3600)
+        if wait:
+            raise ShownError(429, "too_many_rooms_made", per_hour=per_hour, seconds=wait)
+        slug, made = await membership.open_direct(redis, store.secret(), names, session.person)
+        if made:
+            await ratelimit.count(redis, made_key, 3600)
+            for person in names:  # it appears in everyone's sidebar at once
+                await sidebar_hub.publish_event(person, "sidebar")
+    return redirect(url_for("rooms.room", slug=slug), 303)
