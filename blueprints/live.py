@@ -262,6 +262,10 @@ class RoomSocket:
                     if not (await sessions.alive(store.redis(), [self.session.id], max_seconds))[0]:
                         await self.session_ended()
                         return
+                    # So was a "leave" from another tab.
+                    if not await self.still_allowed():
+                        await self.room_left()
+                        return
                     await self.send_backfill()
                     if self.sidebar is not None:
                         await self.sidebar.reload()  # rooms joined or left meanwhile
@@ -305,6 +309,13 @@ class RoomSocket:
                 notice = await render_fragment("rooms/_notice.html", notice="signed_out")
             await self.websocket.send(notice)
         await self.close(CLOSE_POLICY, "signed out")
+
+    async def still_allowed(self) -> bool:
+        """Is the person still a member (always, for an open room)?"""
+        if not self.room.has_members:
+            return True
+        found = await membership.readable(store.redis(), self.slug, self.session.person)
+        return found is not None
 
     async def room_left(self) -> None:
         """The person left this room (in any tab): say so, then close like a sign-out."""
@@ -377,6 +388,9 @@ class RoomSocket:
                 return False
             if wait > 0:
                 await self.send_problem(problem("sending_too_fast"))
+                return False
+            if not await self.still_allowed():  # left in another tab, the event not yet here
+                await self.room_left()
                 return False
             await post_message(self.room, self.session, body, client_id)
         except store.REDIS_DOWN as error:

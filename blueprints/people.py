@@ -50,6 +50,9 @@ def _is_cursor(text: str) -> bool:
 async def direct() -> ResponseReturnValue:
     """Open the direct conversation with these people (made the first time): a plain link."""
     session = await signed_in()
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        # A link on another site must not start conversations in a signed-in person's name.
+        raise ShownError(403, "cross_site_link")
     wanted = request.args.getlist("with")
     if len(wanted) > 2 * membership.MAX_DIRECT or not all(PERSON_ID.match(p) for p in wanted):
         raise ShownError(404, "no_such_person")

@@ -128,9 +128,11 @@ def _go(location: str) -> ResponseReturnValue:
 async def _create_refused(
     session: Session, refusal: Problem, name: str, status: int
 ) -> ResponseReturnValue:
+    # Ticked stays ticked: a corrected name must not quietly make an open room.
+    private = bool((await request.form).get("private"))
     if request.headers.get("HX-Request"):
         return await render_template(
-            "rooms/_create_form.html", problem=refusal, name=name[:200]
+            "rooms/_create_form.html", problem=refusal, name=name[:200], private=private
         ), status
     return await render_template(
         "rooms/index.html",
@@ -139,6 +141,7 @@ async def _create_refused(
         sidebar=await sidebar.for_page(store.redis(), session),
         problem=refusal,
         name=name[:200],
+        private=private,
     ), status
 
 

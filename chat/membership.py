@@ -193,7 +193,7 @@ async def named(redis: Redis, slug: str, candidates: list[str]) -> dict[str, lis
         return {}
     async with redis.pipeline(transaction=False) as pipe:
         for name in candidates:
-            pipe.zrangebylex(names_key(slug), f"[{name}{SEP}", f"[{name}{SEP}\xff")
+            pipe.zrangebylex(names_key(slug), f"[{name}{SEP}", f"[{name}{SEP}".encode() + b"\xff")
         found = await pipe.execute()
     return {
         name: [entry.rpartition(SEP)[2] for entry in entries]

@@ -92,8 +92,9 @@ async def directory(
     `after`; and the cursor of the next page."""
     prefix = query.casefold()
     start = f"({after}" if after else f"[{prefix}"
+    # The upper bound is a byte 0xff, above any UTF-8 byte ("\xff" as text would be c3 bf).
     entries: list[str] = await redis.zrangebylex(
-        _DIRECTORY, start, f"[{prefix}\xff", 0, DIRECTORY_PAGE + 1
+        _DIRECTORY, start, b"[" + prefix.encode() + b"\xff", 0, DIRECTORY_PAGE + 1
     )
     persons = [entry.rpartition(SEP)[2] for entry in entries[:DIRECTORY_PAGE]]
     emails = await emails_of(redis, persons)

@@ -215,7 +215,7 @@ async def open_elsewhere(
     prefix = f"{user}{SEP}"
     async with redis.pipeline(transaction=False) as pipe:
         for slug in slugs:
-            pipe.zrangebylex(_keys(slug)[0], f"[{prefix}", f"[{prefix}\xff")
+            pipe.zrangebylex(_keys(slug)[0], f"[{prefix}", f"[{prefix}".encode() + b"\xff")
         found = await pipe.execute()
     candidates = [(slug, m) for slug, ms in zip(slugs, found, strict=True) for m in ms]
     if not candidates:

@@ -87,8 +87,8 @@ async def rooms_of(redis: Redis, person: str, viewing: str | None = None) -> dic
     )
     direct = [room for room in joined if room.kind == membership.DIRECT]
     listed = {room.slug: room for room in (*opened, *private, *direct)}
-    if viewing is not None and viewing not in listed:
-        listed[viewing] = Room(viewing, OPEN, viewing)  # not reached: callers checked access
+    if viewing is not None and viewing not in listed and not membership.MEMBER_ROOM.match(viewing):
+        listed[viewing] = Room(viewing, OPEN, viewing)  # an open room trimmed from the list
     return listed
 
 

@@ -78,10 +78,13 @@ class Member:
         self.urgent = False  # a first unread or a new mention is waiting
         self.view = View("", None, {}, {})
         self.mark_written = 0
+        self.user = ""
+        self.left = False  # the person left the room this socket has open
 
     async def start(self, person: str, user: str, viewing: str | None) -> None:
         """Load the sidebar, mark the open room read, and send the sidebar as it is now."""
         redis = store.redis()
+        self.user = user
         self.view = View(person, viewing, {}, {})
         await self._load()
         view = self.view
@@ -135,8 +138,8 @@ class Member:
     async def stop(self) -> None:
         self.hub.remove(self)
         viewing = self.view.viewing
-        if viewing is None or "redis" not in self.hub.app.extensions:
-            return
+        if viewing is None or self.left or "redis" not in self.hub.app.extensions:
+            return  # a room left keeps no mark
         seq = self.hub.latest.get(viewing, 0)
         try:
             redis = store.redis(self.hub.app)
@@ -152,13 +155,16 @@ class Member:
         words = args.split()
         if kind in ("read", "open", "shut") and len(words) >= 2 and words[1].isdigit():
             slug, seq = words[0], int(words[1])
-            view.marks[slug] = max(view.marks.get(slug, 0), seq)
+            view.marks[slug] = mark = max(view.marks.get(slug, 0), seq)
+            if view.mention_seqs.get(slug):  # read mentions need not be kept
+                view.mention_seqs[slug] = [n for n in view.mention_seqs[slug] if n > mark]
             if kind != "read" and len(words) == 3 and words[2] != self.socket_id:
                 others = view.elsewhere.setdefault(slug, set())
                 (others.add if kind == "open" else others.discard)(words[2])
             self.hub.touch(self, slug)
             return False
         if kind == "leave" and words and words[0] == view.viewing:
+            self.left = True
             return True
         if kind in ("sidebar", "leave"):
             await self.reload()
@@ -166,6 +172,10 @@ class Member:
 
     async def reload(self) -> None:
         await self._load()
+        # An "open" or "shut" may have been missed (pub/sub down): ask presence again.
+        self.view.elsewhere = await presence.open_elsewhere(
+            store.redis(), self.user, list(self.view.rooms), self.socket_id
+        )
         await self.push_all()
 
 

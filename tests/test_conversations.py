@@ -192,3 +192,27 @@ async def test_a_mention_finds_the_longest_name_even_without_a_space(
     page = await (await zhang.get("/rooms/general")).get_data(as_text=True)
     assert f'data-mentions="{zhang_id}"' in page
     assert re.search(r'<a class="mention" data-person="' + zhang_id + '"[^>]*>@张伟</a>你好', page)
+
+
+async def test_people_are_found_in_any_script_and_cross_site_links_start_nothing(
+    app: Quart, inbox: Inbox, redis_sync: Redis
+) -> None:
+    ada = await signed_in_client(app, inbox, "ada@example.org")
+    await signed_in_client(app, inbox, "张伟@example.org")
+    everyone = text_of(await (await ada.get("/people")).get_data(as_text=True))
+    assert "张伟" in everyone and "ada" in everyone
+    found = await ada.get("/people", query_string={"q": "张"})
+    assert "张伟" in text_of(await found.get_data(as_text=True))
+    zhang = await person_id(ada, "张伟")
+    lured = await ada.get(f"/direct?with={zhang}", headers={"Sec-Fetch-Site": "cross-site"})
+    assert lured.status_code == 403
+    assert not redis_sync.keys("{r:d-*}:meta")
+
+
+async def test_a_refused_private_room_stays_private_when_corrected(
+    app: Quart, inbox: Inbox
+) -> None:
+    ada = await signed_in_client(app, inbox, "ada@example.org")
+    refused = await ada.post("/rooms", form={"name": "!!!", "private": "1"})
+    assert refused.status_code == 400
+    assert 'name="private" value="1" checked' in await refused.get_data(as_text=True)
