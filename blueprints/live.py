@@ -303,11 +303,7 @@ class RoomSocket:
 
     async def session_ended(self) -> None:
         """Signed out, expired or ended elsewhere: say so, then close (hx-ws stays closed)."""
-        with contextlib.suppress(Exception):
-            notice = "You are signed out. Reload the page to sign in again."
-            with i18n.use(self.variant):  # the heartbeat may call this from outside the socket
-                notice = await render_fragment("rooms/_notice.html", notice="signed_out")
-            await self.websocket.send(notice)
+        await send_notice(self.websocket, self.variant, "signed_out")
         await self.close(CLOSE_POLICY, "signed out")
 
     async def still_allowed(self) -> bool:
@@ -319,10 +315,7 @@ class RoomSocket:
 
     async def room_left(self) -> None:
         """The person left this room (in any tab): say so, then close like a sign-out."""
-        with contextlib.suppress(Exception):
-            with i18n.use(self.variant):
-                notice = await render_fragment("rooms/_notice.html", notice="room_left")
-            await self.websocket.send(notice)
+        await send_notice(self.websocket, self.variant, "room_left")
         await self.close(CLOSE_POLICY, "left the room")
 
     async def close(self, code: int, reason: str) -> None:
@@ -405,6 +398,15 @@ class RoomSocket:
 
     async def send_problem(self, refusal: Problem) -> None:
         await websocket.send(await render_fragment("rooms/_compose_error.html", problem=refusal))
+
+
+async def send_notice(ws: Websocket, variant: i18n.Variant, notice: str) -> None:
+    """A last word before a close, in the viewer's language; the heartbeat may call this from
+    outside the socket's handler, and a peer that is gone is no error."""
+    with contextlib.suppress(Exception):
+        with i18n.use(variant):
+            html = await render_fragment("rooms/_notice.html", notice=notice)
+        await ws.send(html)
 
 
 def raise_if_cancelled() -> None:

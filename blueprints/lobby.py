@@ -10,11 +10,10 @@ import secrets
 from quart import Blueprint, abort, current_app, websocket
 from quart.wrappers import Websocket
 
-from blueprints.live import BATCH_LIMIT, CLOSE_TRY_AGAIN, OpenSockets
+from blueprints.live import BATCH_LIMIT, CLOSE_TRY_AGAIN, OpenSockets, send_notice
 from chat import bus as bus_module
 from chat import i18n, presence, security, sessions, sidebar_hub, store
 from chat.bus import Signal, Subscription
-from chat.fragments import render_fragment
 from chat.frames import CLOSE_POLICY
 from chat.sessions import Session, current_session, session_channel
 
@@ -122,10 +121,7 @@ class LobbySocket:
         await self.close(CLOSE_POLICY, "this socket takes no frames")
 
     async def session_ended(self) -> None:
-        with contextlib.suppress(Exception):
-            with i18n.use(self.variant):
-                notice = await render_fragment("rooms/_notice.html", notice="signed_out")
-            await self.websocket.send(notice)
+        await send_notice(self.websocket, self.variant, "signed_out")
         await self.close(CLOSE_POLICY, "signed out")
 
     async def close(self, code: int, reason: str) -> None:

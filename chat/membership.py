@@ -202,10 +202,6 @@ async def named(redis: Redis, slug: str, candidates: list[str]) -> dict[str, lis
     }
 
 
-async def members(redis: Redis, slug: str) -> set[str]:
-    return set(await redis.smembers(members_key(slug)))
-
-
 def _pending_key(secret: bytes, email: str) -> str:
     return "invited:" + codes.email_key(secret, email)
 

@@ -130,6 +130,8 @@ class Member:
         self.wake("")
 
     def take_pending(self) -> list[str]:
+        if self.whole is None and not self.lines:
+            return []  # the usual case, on every frame the socket sends
         taken = [self.whole] if self.whole else []
         taken.extend(self.lines.values())
         self.whole, self.lines = None, {}
