@@ -20,12 +20,20 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import websockets
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 
-# A delivered message: its stream id, then the body we sent: B<step>.<sender>.<seq>.<send ns>
-MESSAGE = re.compile(r'id="m-(\d+)-(\d+)".*?<p class="body">B(\d+)\.(\d+)\.(\d+)\.(\d+)', re.S)
+# A delivered message: its stream id, then the body we sent: B<step>.<sender>.<seq>.<send ns>.
+# Not a changed message's new version (a reaction): those replace one, hx-swap-oob="outerHTML".
+MESSAGE = re.compile(
+    r'id="m-(\d+)-(\d+)" data-author="[^"]*"(?: data-mentions="[^"]*")?>'
+    r'.*?<p class="body"[^>]*>B(\d+)\.(\d+)\.(\d+)\.(\d+)',
+    re.S,
+)
+REACTIONS = ("👍", "❤️", "😂", "🎉", "😮", "🙏")
+TYPING_EVERY = 3.0  # seconds, as the compose form's htmx throttle
 ANY_ID = re.compile(r'id="m-(\d+)-(\d+)"')
 ERRORS = ("Slow down", "Not delivered", "Not sent", "Too many open tabs", "not understood")
 
@@ -90,6 +98,7 @@ class Generator:
         self.last_receive = time.monotonic()
         self.targets: dict[str, tuple[int, int]] = {}
         self.running = True
+        self.reactions: Counter[str] = Counter()  # by HTTP status
 
     # -- connecting ------------------------------------------------------------------------
     def url(self, client: Client, after: bool = False) -> str:
@@ -225,6 +234,43 @@ class Generator:
                     continue
                 self.sent[(client.room, step)] += 1
 
+    async def type_steps(self, client: Client, seconds: float) -> None:
+        """What a person typing sends: {"typing": "1"} with the draft, every 3 s."""
+        end = time.monotonic() + seconds
+        await asyncio.sleep(TYPING_EVERY * (client.index % 30) / 30)  # spread over the period
+        while time.monotonic() < end:
+            ws = client.ws
+            if ws is not None:
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    await ws.send(json.dumps({"typing": "1", "body": "draft", "client_id": "t"}))
+            await asyncio.sleep(TYPING_EVERY)
+
+    async def react_steps(self, per_second: float, seconds: float) -> None:
+        """Reactions now and then, as people press them: an HTTP post per reaction."""
+        if per_second <= 0:
+            return
+        base = self.base.replace("ws://", "http://")
+        end = time.monotonic() + seconds
+        number = 0
+        async with httpx.AsyncClient(base_url=base, headers={"Origin": base}) as http:
+            while time.monotonic() < end:
+                await asyncio.sleep(1 / per_second)
+                number += 1
+                client = self.clients[(number * 7919) % len(self.clients)]
+                if client.last_id == (0, 0):
+                    continue
+                emoji = REACTIONS[number % len(REACTIONS)]
+                message_id = f"{client.last_id[0]}-{client.last_id[1]}"
+                try:
+                    response = await http.post(
+                        f"/rooms/{client.room}/messages/{message_id}/react",
+                        data={"on": emoji},
+                        headers={"Cookie": client.cookie, "HX-Request": "true"},
+                    )
+                    self.reactions[str(response.status_code)] += 1
+                except httpx.HTTPError as error:
+                    self.errors[f"react: {type(error).__name__}"] += 1
+
     async def drain(self, quiet: float, limit: float) -> None:
         end = time.monotonic() + limit
         while time.monotonic() < end and time.monotonic() - self.last_receive < quiet:  # noqa: ASYNC110 - bounded poll
@@ -267,6 +313,7 @@ class Generator:
                 c.done_at - self.t0 for c in self.clients if c.done_at is not None
             ),
             "missed": sum(c.missed for c in self.clients),
+            "reactions": dict(self.reactions),
             "last_ids": [f"{c.last_id[0]}-{c.last_id[1]}" for c in self.clients],
         }
 
@@ -290,8 +337,13 @@ async def main(spec: dict[str, Any], pipe: Any) -> None:
             gen.t0 = arg["t0"]
             senders = [c for c in gen.clients if c.sender >= 0]
             pad = "x" * spec.get("pad", 40)
+            load_seconds = len(arg["rates"]) * gen.step_seconds
+            share = float(spec.get("typing_share", 0))
+            typists = [c for c in gen.clients if share and c.index % round(1 / share) == 0]
             await asyncio.gather(
-                *(gen.send_steps(c, arg["rates"], arg["senders"], pad) for c in senders)
+                *(gen.send_steps(c, arg["rates"], arg["senders"], pad) for c in senders),
+                *(gen.type_steps(c, load_seconds) for c in typists),
+                gen.react_steps(float(spec.get("reactions_per_s", 0)), load_seconds),
             )
             await gen.drain(quiet=5.0, limit=arg.get("drain", 10))
             pipe.send(("done", gen.report()))

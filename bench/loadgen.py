@@ -49,6 +49,10 @@ class Cell:
     # Every user opens every room's page once first, so each socket's sidebar lists them all
     # and carries live unread counts for the rooms it is not viewing.
     join_all_rooms: bool = False
+    # Issue 14's extra traffic: this share of sockets sends a typing frame every 3 s, and
+    # reactions are pressed at this rate in all (per generator process: divided).
+    typing_share: float = 0.0
+    reactions_per_s: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -227,6 +231,7 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
         "timeline": Counter(),
         "errors": Counter(),
         "closes": Counter(),
+        "reactions": Counter(),
     }
     for report in reports:
         for key in ("received", "dups", "out_of_order", "sent"):
@@ -240,6 +245,7 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
             merged["timeline"][int(k)] += v
         merged["errors"].update(report["errors"])
         merged["closes"].update(report["closes"])
+        merged["reactions"].update(report.get("reactions", {}))
     for key in ("acks", "reconnects", "connect_failures", "connected", "cpu_seconds", "missed"):
         merged[key] = sum(r[key] for r in reports)
     merged["done_seconds"] = sorted(x for r in reports for x in r["done_seconds"])
@@ -364,6 +370,8 @@ async def _drive(
         max_seconds=cell.max_seconds,
         step_seconds=cell.step_seconds,
         pad=cell.pad,
+        typing_share=cell.typing_share,
+        reactions_per_s=cell.reactions_per_s / max(1, len(shares)),
     )
     try:
         ready = await pool.receive(timeout=cell.max_seconds)
@@ -436,6 +444,11 @@ def stored_per_step(valkey: Valkey, rooms: list[str]) -> Counter[tuple[str, int]
             if len(batch) < 5000:
                 break
             start = "(" + batch[-1][0]
+        # Messages that were reacted to live on in the room's version set (chat/versions.py).
+        for member in valkey.client.zrange(f"{{r:{room}}}:versions", 0, -1):
+            match = BODY_STEP.match(json.loads(member.partition("\x1f")[2]).get("b", ""))
+            if match:
+                stored[(room, int(match.group(1)))] += 1
     return stored
 
 
@@ -527,6 +540,8 @@ def summarise(
         "reconnects": done["reconnects"],
         "connect_failures": done["connect_failures"],
         "acks": done["acks"],
+        "typing_share": cell.typing_share,
+        "reactions_by_status": dict(done["reactions"]),
     }
 
 

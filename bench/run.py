@@ -1,4 +1,5 @@
-"""Benchmark scenarios: `uv run python -m bench.run {smoke,default,full,idle,storm,calibrate}`.
+"""Benchmark scenarios: `uv run python -m bench.run {smoke,default,full,idle,storm,calibrate}`
+(and single cells: fanout, fanout-typing, fanout-plain).
 
 smoke     ~20 s, for CI: exits non-zero only if the run failed (lost/duplicate/out-of-order
           messages at a low rate, sockets that did not connect, no deliveries at all).
@@ -106,6 +107,12 @@ async def scenario(name: str, cells_filter: set[str] | None, out: Path) -> dict[
         ]
     elif name == "fanout":
         loads.append(await loadgen.run_load(FANOUT, out / FANOUT.name))
+    elif name in ("fanout-typing", "fanout-typing-busy"):
+        # Issue 14: 10 % of sockets type (a frame every 3 s); reactions "now and then", 2/s
+        # over the 10 rooms (busy: 10/s, a room's 100 members react every second).
+        per_second = 10 if name.endswith("busy") else 2
+        cell = dataclasses.replace(FANOUT, typing_share=0.1, reactions_per_s=per_second)
+        loads.append(await loadgen.run_load(cell, out / (cell.name + "-typing")))
     elif name == "fanout-plain":
         cell = dataclasses.replace(FANOUT, compression=False)
         loads.append(await loadgen.run_load(cell, out / (cell.name + "-plain")))
@@ -399,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             "storm",
             "calibrate",
             "fanout",
+            "fanout-typing",
+            "fanout-typing-busy",
             "fanout-plain",
         ],
     )
