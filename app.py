@@ -12,7 +12,20 @@ from hypercorn.middleware import ProxyFixMiddleware
 from quart import Quart
 from quart_auth import QuartAuth
 
-from blueprints import auth, errors, health, live, lobby, members, people, rooms, settings
+from blueprints import (
+    admin,
+    auth,
+    errors,
+    health,
+    hooks,
+    live,
+    lobby,
+    members,
+    messages,
+    people,
+    rooms,
+    settings,
+)
 from chat import (
     bus,
     logs,
@@ -22,6 +35,7 @@ from chat import (
     sidebar_hub,
     store,
     templating,
+    typists,
     viewer,
 )
 from chat import rooms as room_registry
@@ -75,7 +89,20 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     mention_mail.init_app(app)
     room_registry.init_app(app)
     sidebar_hub.init_app(app)
-    blueprints = (auth, rooms, members, people, live, lobby, health, settings)
+    typists.init_app(app)
+    blueprints = (
+        auth,
+        rooms,
+        messages,
+        members,
+        people,
+        live,
+        lobby,
+        health,
+        settings,
+        admin,
+        hooks,
+    )
     for blueprint in (module.bp for module in blueprints):
         app.register_blueprint(blueprint)
     errors.init_app(app)

@@ -9,7 +9,17 @@ from quart import Blueprint, Response, current_app, redirect, render_template, r
 from quart.typing import ResponseReturnValue
 from quart_auth import current_user, login_user, logout_user
 
-from chat import addresses, codes, mailer, membership, people, sessions, signin_limits, store
+from chat import (
+    addresses,
+    bans,
+    codes,
+    mailer,
+    membership,
+    people,
+    sessions,
+    signin_limits,
+    store,
+)
 from chat.codes import Requester, Verdict
 from chat.problems import problem
 from chat.sessions import ChatUser, current_session
@@ -98,6 +108,8 @@ async def send_code() -> ResponseReturnValue:
             email=email,
             problem=problem("domain_not_allowed", domains=domains),
         )
+    if await bans.is_banned(store.redis(), email):
+        return await step("_email_form.html", 403, email=email, problem=problem("banned"))
     token = attempt_token() or signin_limits.new_attempt_token()
     redis, who = store.redis(), requester(email, token)
     known = await codes.is_known_network(redis, who)
@@ -153,6 +165,8 @@ async def check_code() -> ResponseReturnValue:
         return await step("_email_form.html", 400, problem=problem("start_again"))
     email = address.email
     redis, who = store.redis(), requester(email, attempt_token())
+    if await bans.is_banned(redis, email):
+        return await step("_email_form.html", 403, email=email, problem=problem("banned"))
     known = await codes.is_known_network(redis, who)
     new_address = not await people.exists(redis, email)
     wait = await signin_limits.acquire_check(redis, who, known, new_address, check_policy())
@@ -173,7 +187,7 @@ async def check_code() -> ResponseReturnValue:
         }[verdict]
         return await step("_code_form.html", 400, email=email, problem=problem(kind))
     person = await people.person_for(redis, email)
-    await people.list_person(redis, person, email)
+    await people.list_person(redis, person)
     await membership.accept_invites(redis, store.secret(), person, email)
     session = await sessions.create(
         redis,
@@ -182,6 +196,9 @@ async def check_code() -> ResponseReturnValue:
         config["SESSION_IDLE_SECONDS"],
         config["MAX_SESSIONS_PER_PERSON"],
     )
+    if await bans.is_banned(redis, email):  # banned while signing in: the ban's sweep missed it
+        await sessions.revoke(redis, session.id, person)
+        return await step("_email_form.html", 403, email=email, problem=problem("banned"))
     login_user(ChatUser(session.id), remember=True)
     log.info("sign-in succeeded")
     return _go_to(url_for("rooms.index"))

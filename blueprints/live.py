@@ -14,20 +14,23 @@ from quart import Blueprint, Quart, abort, current_app, websocket
 from quart.blueprints import BlueprintSetupState
 from quart.wrappers import Websocket
 
-from chat import bus as bus_module
 from chat import (
+    admins,
     frames,
     history,
     i18n,
     live_room,
     membership,
+    moderation,
     presence,
     security,
     sessions,
     sidebar_hub,
     store,
+    typists,
     unread,
 )
+from chat import bus as bus_module
 from chat.bus import Signal, Subscription
 from chat.fragments import render_fragment
 from chat.frames import CLOSE_POLICY, FrameBudget
@@ -128,6 +131,8 @@ class RoomSocket:
         self.dropped = 0  # frames dropped in a row for want of a frame token
         self.close_code: int | None = None
         self.sidebar: sidebar_hub.Member | None = None
+        self.typing = typists.Signal(room.slug, session.person)
+        self.typing_line: typists.Viewer | None = None
 
     async def run(self) -> None:
         cap = int(current_app.config["WS_MAX_SOCKETS_PER_SESSION"])
@@ -179,6 +184,9 @@ class RoomSocket:
             sidebar_hub.hub(current_app), self.socket_id, self.variant, subscription.push
         )
         await self.sidebar.start(self.session.person, self.user, self.slug)
+        self.typing_line = typists.board(current_app).enter(
+            self.slug, self.socket_id, self.session.person, self.variant, subscription.push
+        )
         forwarding = asyncio.create_task(self.forward(subscription))
         subscription.on_overflow = forwarding.cancel
         try:
@@ -217,6 +225,10 @@ class RoomSocket:
         )
         local: presence.LocalSockets = current_app.extensions["presence"]
         local.remove(self.slug, self.socket_id)
+        typists.board(current_app).leave(self.slug, self.socket_id)
+        if "redis" in current_app.extensions:
+            with contextlib.suppress(*store.REDIS_DOWN):
+                await self.typing.stopped()
         if self.sidebar is not None:
             await self.sidebar.stop()
         if "redis" not in current_app.extensions:
@@ -290,6 +302,8 @@ class RoomSocket:
                     batch.append(frame)
             if self.sidebar is not None:
                 batch.extend(self.sidebar.take_pending())  # sidebar lines ride along
+            if batch and self.typing_line is not None and (line := self.typing_line.take()):
+                batch.append(line)  # so does the typing line
             await self.send_batch(batch)
 
     async def send_batch(self, batch: list[str]) -> None:
@@ -356,8 +370,26 @@ class RoomSocket:
                     return
 
     async def handle(self, data: dict[str, Any]) -> bool | None:
-        """Act on one message frame: True if posted, False if refused (the sender is told
-        why), None if there was nothing to do (a blank message)."""
+        """Act on one frame by its kind: True if done, False if refused (the sender is told
+        why), None if there was nothing to do (a blank message, a typing frame too soon)."""
+        if "typing" in data:
+            return await self.handle_typing(data)
+        return await self.handle_message(data)
+
+    async def handle_typing(self, data: dict[str, Any]) -> bool | None:
+        """ "I am typing" ("1") or "I stopped" ("0"), told to the others in the room."""
+        flag, draft = data.get("typing"), data.get("body")
+        if flag not in ("0", "1") or not isinstance(draft, str):
+            await self.send_problem(problem("not_understood"))
+            return False
+        try:
+            await self.typing.frame(flag, draft, self.session.display_name)
+        except store.REDIS_DOWN as error:  # nobody sees it: nothing a person needs to hear
+            log.warning("typing not told (room %s): %s", self.slug, error)
+        return True
+
+    async def handle_message(self, data: dict[str, Any]) -> bool | None:
+        """Post one message (the compose form's frame)."""
         body = data.get("body")
         client_id = data.get("client_id")
         if not isinstance(body, str) or not isinstance(client_id, str):
@@ -374,7 +406,8 @@ class RoomSocket:
             )
             return False
         try:
-            wait = await sessions.take_send_token(store.redis(), self.session)
+            # The rename of a person (in any tab) reaches this socket's next message.
+            wait, self.session = await sessions.check_send(store.redis(), self.session)
             if wait < 0:  # expired: every socket of the session closes, on every worker
                 await sessions.revoke(store.redis(), self.session.id, self.session.person)
                 await self.session_ended()
@@ -385,7 +418,14 @@ class RoomSocket:
             if not await self.still_allowed():  # left in another tab, the event not yet here
                 await self.room_left()
                 return False
+            refusal = await moderation.refusal(
+                store.redis(), self.slug, self.session.person, admins.is_admin(self.session.email)
+            )
+            if refusal is not None:
+                await self.send_problem(refusal)
+                return None  # a room rule, not a misbehaving client
             await post_message(self.room, self.session, body, client_id)
+            await self.typing.stopped()  # the others stop seeing "… is typing" at once
         except store.REDIS_DOWN as error:
             log.warning("message not stored (room %s): %s", self.slug, error)
             await self.send_problem(problem("not_delivered"))

@@ -1,4 +1,5 @@
-"""Everyone who has signed in (/people), and starting a direct conversation (/direct)."""
+"""Everyone who has signed in (/people), one person's page (/people/<id>), and starting a
+direct conversation (/direct). Addresses are shown to admins only."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from blueprints.rooms import signed_in
-from chat import membership, people, ratelimit, rooms, sidebar, sidebar_hub, store
+from chat import admins, membership, people, ratelimit, rooms, sidebar, sidebar_hub, store
 from chat.clients import inbox_key
 from chat.problems import ShownError
 from chat.text import clean_line
@@ -36,6 +37,24 @@ async def index() -> str:
         query=query,
         next_after=next_after,
         session=session,
+        is_admin=admins.is_admin(session.email),
+        sidebar=await sidebar.for_page(store.redis(), session),
+    )
+
+
+@bp.get("/people/<person>")
+@login_required
+async def profile_page(person: str) -> str:
+    """One person's page: their name, and a link to write to them."""
+    session = await signed_in()
+    found = await people.profile(store.redis(), person) if PERSON_ID.match(person) else None
+    if found is None:
+        raise ShownError(404, "no_such_person")
+    return await render_template(
+        "people/person.html",
+        profile=found,
+        session=session,
+        is_admin=admins.is_admin(session.email),
         sidebar=await sidebar.for_page(store.redis(), session),
     )
 
@@ -62,10 +81,10 @@ async def direct() -> ResponseReturnValue:
     if len(others) + 1 > membership.MAX_DIRECT:
         raise ShownError(400, "direct_too_many", limit=membership.MAX_DIRECT)
     redis = store.redis()
-    emails = await people.emails_of(redis, others)
-    if len(emails) != len(others):
+    found = await people.profiles_of(redis, others)
+    if len(found) != len(others):
         raise ShownError(404, "no_such_person")
-    names = {pid: membership.display_name(email) for pid, email in emails.items()}
+    names = {pid: profile.name for pid, profile in found.items()}
     names[session.person] = session.display_name
     slug = membership.direct_slug(store.secret(), names)
     if await redis.exists(membership.meta_key(slug)):

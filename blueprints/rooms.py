@@ -18,8 +18,10 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 
 from chat import (
+    admins,
     history,
     membership,
+    moderation,
     people,
     presence,
     ratelimit,
@@ -28,6 +30,7 @@ from chat import (
     sidebar,
     sidebar_hub,
     store,
+    timeline,
     unread,
 )
 from chat.clients import inbox_key
@@ -157,7 +160,7 @@ async def room(slug: str) -> str:
             await sidebar_hub.publish_event(session.person, "sidebar")
         await membership.note_visit(redis, slug, session.person, session.display_name)
     epoch = await history.epoch(redis, slug)
-    messages = await history.recent(redis, slug)
+    shown = await timeline.page(redis, slug)
     # What the page shows is read (the socket, once open, keeps it so).
     seq = (await unread.latest(redis, [slug]))[slug]
     await unread.mark_read(redis, session.person, slug, seq)
@@ -167,14 +170,16 @@ async def room(slug: str) -> str:
         slug=slug,
         room=found,
         name=found.title_for(session.person),
-        messages=messages,
-        has_older=len(messages) == history.PAGE,
+        messages=shown.messages,
+        older=shown.older,
         users=await presence.online(redis, slug),
         session=session,
         room_sidebar=await sidebar.for_page(redis, session, slug),
         # A relative URL: behind a TLS proxy the browser turns it into wss:// itself.
         socket_url=f"/rooms/{slug}/ws?"
-        + urlencode({"after": messages[-1].id if messages else "0-0", "epoch": epoch}),
+        + urlencode({"after": shown.newest or "0-0", "epoch": epoch}),
+        is_admin=admins.is_admin(session.email),
+        rules=await moderation.rules(redis, slug),
     )
 
 
@@ -195,9 +200,9 @@ async def older(slug: str) -> str:
     if before is None:
         raise ShownError(400, "not_a_message_id")
     await readable_or_404(session, slug)
-    messages = await history.before(store.redis(), slug, before)
+    shown = await timeline.page(store.redis(), slug, before)
     return await render_template(
-        "rooms/_older.html", slug=slug, messages=messages, has_older=len(messages) == history.PAGE
+        "rooms/_older.html", slug=slug, messages=shown.messages, older=shown.older
     )
 
 
@@ -219,6 +224,11 @@ async def post(slug: str) -> ResponseReturnValue:
             return redirect(url_for("auth.login"), 303)
         if wait > 0:
             raise ShownError(429, "sending_too_fast_form")
+        admin = admins.is_admin(session.email)
+        refused = await moderation.refusal(store.redis(), slug, session.person, admin)
+        if refused is not None:
+            status = 403 if refused.kind == "room_admins_only" else 429
+            raise ShownError(status, refused.kind, **refused.args)
         client_id = form.get("client_id", "")
         await post_message(
             found, session, body, client_id if CLIENT_ID.fullmatch(client_id) else new_id()
@@ -232,6 +242,9 @@ async def my_style() -> Response:
     """Highlights this person's own messages; a stylesheet because the CSP forbids inline style."""
     session = await signed_in()
     css = await render_template(
-        "rooms/me.css", me=session.person, legacy=people.legacy_tag(session.email)
+        "rooms/me.css",
+        me=session.person,
+        legacy=people.legacy_tag(session.email),
+        admin=admins.is_admin(session.email),
     )
     return Response(css, mimetype="text/css", headers={"Cache-Control": "private, no-store"})

@@ -1,4 +1,5 @@
-"""Language, time zone and mention emails: the settings page; the language form on every page."""
+"""Display name, language, time zone and mention emails: the settings page; the language form
+on every page."""
 
 from __future__ import annotations
 
@@ -10,19 +11,21 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from chat import i18n, mention_mail, sessions, sidebar, store
+from chat import i18n, mention_mail, profiles, ratelimit, sessions, sidebar, store
+from chat.people import person_key
 from chat.problems import Problem, problem
 from chat.sessions import Session, current_session
 
 bp = Blueprint("settings", __name__)
 
 COOKIE_SECONDS = 365 * 86400
+RENAMES_PER_HOUR = 10
 
 
 @bp.get("/settings")
 @login_required
 async def show() -> str:
-    """The settings page: language, time zone, mention emails."""
+    """The settings page: display name, language, time zone, mention emails."""
     return await _page(await signed_in(), saved=request.args.get("saved") == "1")
 
 
@@ -32,9 +35,25 @@ async def save() -> ResponseReturnValue:
     """Save the choices for the person (every session of theirs follows)."""
     session = await signed_in()
     form = await request.form
+    # Everything is checked before anything is saved: a refused form changes nothing.
+    raw_name = form.get("display_name")
+    try:
+        name = None if raw_name is None else profiles.clean_display_name(raw_name)
+    except profiles.NameRefused as refused:
+        return await _page(session, name_refusal=refused.problem, typed_name=raw_name), 400
     time_zone = i18n.known_time_zone(form.get("time_zone"))
     if time_zone is None:
         return await _page(session, refusal=problem("unknown_time_zone")), 400
+    renames_key = person_key(session.person, "renames")
+    renaming = name is not None and name != session.display_name
+    if renaming:  # a rename touches every room of the person: a few an hour
+        wait = await ratelimit.peek(store.redis(), renames_key, RENAMES_PER_HOUR, 3600)
+        if wait:
+            too_many = problem("too_many_renames", per_hour=RENAMES_PER_HOUR, seconds=wait)
+            return await _page(session, name_refusal=too_many, typed_name=raw_name), 429
+    if name is not None and renaming:  # a post without the field (an older page) keeps it
+        await ratelimit.count(store.redis(), renames_key, 3600)
+        await profiles.rename(store.redis(), session.person, name)
     # An unknown language means "no choice": the browser's preference decides again.
     locale = i18n.known_locale(form.get("locale")) or ""
     await sessions.save_choices(store.redis(), session.person, locale, time_zone)
@@ -45,10 +64,19 @@ async def save() -> ResponseReturnValue:
     return _remember_language(redirect(url_for("settings.show", saved="1"), 303), locale)
 
 
-async def _page(session: Session, refusal: Problem | None = None, saved: bool = False) -> str:
+async def _page(
+    session: Session,
+    refusal: Problem | None = None,
+    saved: bool = False,
+    name_refusal: Problem | None = None,
+    typed_name: str | None = None,
+) -> str:
     return await render_template(
         "settings/index.html",
         session=session,
+        display_name=session.display_name if typed_name is None else typed_name,
+        name_problem=name_refusal,
+        max_name_chars=profiles.MAX_NAME_CHARS,
         chosen_zone=i18n.known_time_zone(session.time_zone) or i18n.DEFAULT_TIME_ZONE,
         mention_mail=await mention_mail.enabled(store.redis(), session.person),
         # Zone names in the viewer's language: slow to build once per language, so in a thread.

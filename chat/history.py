@@ -1,4 +1,6 @@
-"""Room history in one Redis Stream per room: append, recent page, older pages, catch-up."""
+"""Room history in one Redis Stream per room: its entries as messages, ids, the epoch.
+
+Pages and catch-up merge in changed messages: chat/timeline.py."""
 
 from __future__ import annotations
 
@@ -18,16 +20,30 @@ _STREAM_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 U64_MAX = 2**64 - 1
 
 
+# The reactions every message offers, in their order under it.
+REACTIONS = ("👍", "❤️", "😂", "🎉", "😮", "🙏")
+
+Reactors = tuple[tuple[str, str], ...]  # (person id, name), in the order they reacted
+
+
 @dataclass(frozen=True)
 class Message:
     id: str
-    author: str  # email; shown only as its local part and, on hover, with its domain
+    author: str  # email ("" for a bot); never shown to other people
     person: str  # the author's person id (data-author, avatar colour)
     name: str
     body: str
     sent_at: datetime
     seq: int = 0  # the room's message number (chat/unread.py); 0 for messages from before
     mentions: tuple[tuple[str, str], ...] = ()  # (folded name, person id) it @mentions
+    bot: bool = False
+    edited_at: datetime | None = None
+    deleted: bool = False
+    reactions: tuple[tuple[str, Reactors], ...] = ()  # (emoji, who), emoji in REACTIONS order
+    version: int = 0  # how many changes it has had (chat/versions.py)
+
+    def reactors(self, emoji: str) -> Reactors:
+        return dict(self.reactions).get(emoji, ())
 
     @property
     def mentioned(self) -> str:
@@ -47,7 +63,13 @@ class Message:
             sent_at=datetime.fromtimestamp(int(fields.get("ts", "0")) / 1000, UTC),
             seq=int(fields.get("n") or 0),
             mentions=_mentions(fields.get("men")),
+            bot=fields.get("bot") == "1",
         )
+
+
+def is_message(fields: dict[str, str]) -> bool:
+    """A message, not a change event (chat/versions.py), among a stream's entries."""
+    return "k" not in fields
 
 
 def _mentions(raw: str | None) -> tuple[tuple[str, str], ...]:
@@ -80,7 +102,7 @@ def id_key(entry_id: str) -> tuple[int, int]:
     return int(millis), int(seq or 0)
 
 
-def _previous(entry_id: tuple[int, int]) -> str | None:
+def previous(entry_id: tuple[int, int]) -> str | None:
     """The largest id below this one (an inclusive bound: Redis refuses "(0-0")."""
     millis, seq = entry_id
     if seq > 0:
@@ -88,35 +110,12 @@ def _previous(entry_id: tuple[int, int]) -> str | None:
     return f"{millis - 1}-{U64_MAX}" if millis > 0 else None
 
 
-def _next(entry_id: tuple[int, int]) -> str | None:
+def following(entry_id: tuple[int, int]) -> str | None:
     """The smallest id above this one (Redis refuses an exclusive bound past the largest)."""
     millis, seq = entry_id
     if seq < U64_MAX:
         return f"{millis}-{seq + 1}"
     return f"{millis + 1}-0" if millis < U64_MAX else None
-
-
-async def recent(redis: Redis, slug: str, count: int = PAGE) -> list[Message]:
-    entries = await redis.xrevrange(stream_key(slug), count=count)
-    return [Message.from_entry(i, f) for i, f in reversed(entries)]
-
-
-async def before(
-    redis: Redis, slug: str, entry_id: tuple[int, int], count: int = PAGE
-) -> list[Message]:
-    bound = _previous(entry_id)
-    if bound is None:
-        return []
-    entries = await redis.xrevrange(stream_key(slug), max=bound, count=count)
-    return [Message.from_entry(i, f) for i, f in reversed(entries)]
-
-
-async def after(redis: Redis, slug: str, entry_id: str, count: int) -> list[Message]:
-    bound = _next(id_key(entry_id))
-    if bound is None:
-        return []
-    entries = await redis.xrange(stream_key(slug), min=bound, count=count)
-    return [Message.from_entry(i, f) for i, f in entries]
 
 
 async def epoch(redis: Redis, slug: str) -> str:

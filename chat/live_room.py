@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Quart
 
-from chat import bus, history, presence, store
+from chat import bus, people, presence, store, timeline
 from chat.fragments import render_fragment
 from chat.localize import template_payload
 from chat.messages import render_frame, room_channel
@@ -17,26 +17,26 @@ async def backfill_frame(slug: str, last_id: str | None) -> tuple[str | None, st
     """(frame, newest id) for what a client that has seen `last_id` is missing."""
     redis = store.redis()
     if last_id is None:
-        messages = await history.recent(redis, slug)
-        if not messages:
-            return None, None
+        page = await timeline.page(redis, slug)
+        if not page.messages:
+            return None, page.newest
         html = await render_fragment(
             "rooms/_history_frame.html",
-            messages=messages,
+            messages=page.messages,
             slug=slug,
-            has_older=len(messages) == history.PAGE,
+            older=page.older,
         )
-        return html, messages[-1].id
-    missed = await history.after(redis, slug, last_id, BACKFILL_LIMIT + 1)
-    if not missed:
-        return None, last_id
-    if len(missed) > BACKFILL_LIMIT:
+        return html, page.newest
+    missed = await timeline.since(redis, slug, last_id, BACKFILL_LIMIT)
+    if missed is None:
         return await backfill_frame(slug, None)
-    return await render_frame(missed), missed[-1].id
+    if not missed.new and not missed.updated:
+        return None, missed.newest
+    return await render_frame(slug, missed.new, missed.updated), missed.newest
 
 
 async def empty_history_frame() -> str:
-    return await render_fragment("rooms/_history_frame.html", messages=[], slug="", has_older=False)
+    return await render_fragment("rooms/_history_frame.html", messages=[], slug="", older=None)
 
 
 async def online_frame(slug: str) -> str:
@@ -50,9 +50,19 @@ async def announce(slug: str, user: str, verb: str) -> None:
     The notice has words, so it goes out as a template that each worker renders once per
     language and time zone among its sockets (chat/localize.py).
     """
-    name = user.partition(":")[2].rpartition("@")[0]
-    users = await presence.online(store.redis(), slug)
+    redis = store.redis()
+    person = presence.person_of(user)
+    found = await people.profile(redis, person)
+    name = found.name if found is not None else ""
+    users = await presence.online(redis, slug)
     payload = template_payload("rooms/_presence_frame.html", notice=verb, name=name, users=users)
+    await bus.bus().publish(room_channel(slug), "\n" + payload)
+
+
+async def refresh_online(slug: str) -> None:
+    """Send the room (every worker) its Online list again: someone in it was renamed."""
+    users = await presence.online(store.redis(), slug)
+    payload = template_payload("rooms/_online.html", users=users, oob=True)
     await bus.bus().publish(room_channel(slug), "\n" + payload)
 
 

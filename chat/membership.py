@@ -66,10 +66,6 @@ def joined_key(person: str) -> str:
     return person_key(person, "joined")
 
 
-def display_name(email: str) -> str:
-    return email.rpartition("@")[0] or email
-
-
 def _name_entry(name: str, person: str) -> str:
     return f"{name.casefold()}{SEP}{person}"
 
@@ -187,6 +183,38 @@ async def note_visit(redis: Redis, slug: str, person: str, name: str) -> None:
     await redis.zadd(names_key(slug), {_name_entry(name, person): 0})
 
 
+# A renamed person's name among a direct conversation's people (the others' titles).
+# KEYS: meta. ARGV: person, name.
+_RENAME_IN_DIRECT = """
+local people = redis.call('HGET', KEYS[1], 'people')
+if not people then return 0 end
+local names = cjson.decode(people)
+if names[ARGV[1]] == nil then return 0 end
+names[ARGV[1]] = ARGV[2]
+redis.call('HSET', KEYS[1], 'people', cjson.encode(names))
+return 1
+"""
+
+
+async def rename(redis: Redis, person: str, old: str, new: str) -> list[str]:
+    """@mentions find the person by the new name, not the old one, in the rooms they are in
+    or opened lately (returned); their direct conversations are titled with it. (An open
+    room opened long ago learns the new name at the next visit.)"""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrange(joined_key(person), 0, -1)
+        pipe.zrange(person_key(person, "rooms"), 0, -1)
+        joined, opened = await pipe.execute()
+    slugs = sorted({*joined, *opened})
+    async with redis.pipeline(transaction=False) as pipe:
+        for slug in slugs:
+            pipe.zrem(names_key(slug), _name_entry(old, person))
+            pipe.zadd(names_key(slug), {_name_entry(new, person): 0})
+            if slug.startswith("d-"):
+                pipe.eval(_RENAME_IN_DIRECT, 1, meta_key(slug), person, new)
+        await pipe.execute()
+    return slugs
+
+
 async def named(redis: Redis, slug: str, candidates: list[str]) -> dict[str, list[str]]:
     """For each candidate name (already case-folded), the people of the room called that."""
     if not candidates:
@@ -219,7 +247,7 @@ async def invite_address(redis: Redis, secret: bytes, slug: str, email: str) -> 
         await redis.expire(key, PENDING_SECONDS)
         return None
     person = await people.person_for(redis, email)
-    return person if await invite(redis, slug, person, display_name(email)) else None
+    return person if await invite(redis, slug, person, await _name_of(redis, person)) else None
 
 
 async def accept_invites(redis: Redis, secret: bytes, person: str, email: str) -> None:
@@ -227,5 +255,10 @@ async def accept_invites(redis: Redis, secret: bytes, person: str, email: str) -
     key = _pending_key(secret, email)
     for slug in await redis.smembers(key):
         if MEMBER_ROOM.match(slug) and await redis.hget(meta_key(slug), "kind") == PRIVATE:
-            await invite(redis, slug, person, display_name(email))
+            await invite(redis, slug, person, await _name_of(redis, person))
     await redis.delete(key)
+
+
+async def _name_of(redis: Redis, person: str) -> str:
+    found = await people.profile(redis, person)
+    return found.name if found is not None else ""

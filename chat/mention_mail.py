@@ -17,7 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
@@ -28,7 +28,7 @@ from babel.dates import format_datetime
 from quart import Quart
 from redis.asyncio import Redis
 
-from chat import addresses, i18n, mailer, membership, ratelimit, store, unread
+from chat import addresses, i18n, mailer, membership, ratelimit, store, unread, versions
 from chat.fragments import render_fragment
 from chat.i18n import Variant
 from chat.people import person_key
@@ -75,7 +75,7 @@ class Missed:
     message_id: str
     seq: int
     author: str  # display name
-    body: str
+    body: str  # "" when queued: read from the room at sending time
     sent_ms: int
 
 
@@ -128,6 +128,24 @@ async def _still_missed(redis: Redis, person: str, item: Missed) -> membership.R
     return await membership.readable(redis, item.slug, person)
 
 
+async def _as_it_is_now(
+    redis: Redis, person: str, item: Missed
+) -> tuple[Missed, membership.Room] | None:
+    """The item with the message's text as it is now, and its room; None when it is no longer
+    news for the person: seen, deleted, or edited so that it no longer mentions them. The
+    queue holds no text, so a deleted message's text is nowhere in Redis."""
+    room = await _still_missed(redis, person, item)
+    if room is None:
+        return None
+    message = await versions.current(redis, item.slug, item.message_id)
+    if message is None or message.deleted:
+        return None
+    named = {mentioned for _, mentioned in message.mentions}
+    if room.kind != membership.DIRECT and person not in named:
+        return None
+    return replace(item, body=message.body), room
+
+
 async def _deliver(app: Quart, redis: Redis, person: str) -> int | None:
     """Once an item is due, one email listing every item still missed (later ones too, so
     the hourly cap does not hold them back); when to look again (ms), or None."""
@@ -137,11 +155,12 @@ async def _deliver(app: Quart, redis: Redis, person: str) -> int | None:
     keep: dict[str, tuple[str, Missed, int, membership.Room]] = {}  # by message id
     drop = []
     for raw in await redis.lrange(missed_key(person), 0, -1):
-        found, room = _parse(raw), None
+        found = _parse(raw)
+        kept = None
         if found and email and on != "0" and found[0].message_id not in keep:
-            room = await _still_missed(redis, person, found[0])
-        if found and room:
-            keep[found[0].message_id] = (raw, *found, room)
+            kept = await _as_it_is_now(redis, person, found[0])
+        if found and kept:
+            keep[found[0].message_id] = (raw, kept[0], found[1], kept[1])
         else:
             drop.append(raw)
     await _remove(redis, person, drop)

@@ -1,9 +1,10 @@
 """@mentions: which people of the room a message names, found once when it is posted.
 
-A name matches a person of the room by display name (today the address's local part),
-case-insensitively. Chinese needs no space after a name ("@张伟你好"), so the longest prefix of
-the word after "@" that names someone is the mention. The message keeps what it matched
-(folded name, person) pairs, so every later render links the same people.
+A name matches a person of the room by display name (chat/profiles.py; the address's local
+part for people who never chose one), case-insensitively. Names may have spaces, and Chinese
+needs no space after a name ("@张伟你好"), so the longest start of the words after "@" that
+names someone is the mention. The message keeps what it matched (folded name, person)
+pairs, so every later render links the same people.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from chat import membership
 from chat.text import AT_WORD
 
 MAX_MENTIONS = 20  # people notified by one message; the rest stay plain text
+MAX_NAME_CHARS = 64  # a display name has at most 40; an address's local part, 64
 
 Mentions = tuple[tuple[str, str], ...]  # (folded name, person id)
 
 
 def _prefixes(word: str) -> list[str]:
+    word = word[:MAX_NAME_CHARS]
     return [word[:end].casefold() for end in range(len(word), 0, -1)]
 
 

@@ -11,6 +11,8 @@ import functools
 import hashlib
 import secrets
 import time
+import unicodedata
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
@@ -40,6 +42,12 @@ async def exists(redis: Redis, email: str) -> bool:
     return bool(await redis.hexists(_BY_EMAIL, codes.email_key(store.secret(), email)))
 
 
+async def find(redis: Redis, email: str) -> str | None:
+    """The person id of this exact address, or None if it never signed in (nothing made)."""
+    found = await redis.hget(_BY_EMAIL, codes.email_key(store.secret(), email))
+    return str(found) if found else None
+
+
 def hue(person: str) -> int:
     """One of eight avatar colours, stable per person and the same for every viewer."""
     try:
@@ -60,45 +68,85 @@ def _keyed_tag(secret: bytes, email: str) -> str:
     return hashlib.blake2b(email.encode(), key=key, digest_size=8).hexdigest()
 
 
-# Everyone who has signed in, by name, for /people: "folded name\x1fperson id".
+@dataclass(frozen=True)
+class Profile:
+    person: str
+    name: str  # the display name: chosen in /settings, else the address's local part
+    email: str  # shown to admins only
+
+
+def default_name(email: str) -> str:
+    """The name of someone who never chose one: their address's local part."""
+    return email.rpartition("@")[0] or email
+
+
+async def profiles_of(redis: Redis, persons: list[str]) -> dict[str, Profile]:
+    """The profile of each of these people (those who have one), in one round trip."""
+    if not persons:
+        return {}
+    async with redis.pipeline(transaction=False) as pipe:
+        for person in persons:
+            pipe.hmget(person_key(person, "profile"), ["email", "name"])
+        found = await pipe.execute()
+    return {
+        person: Profile(person, name or default_name(email), email)
+        for person, (email, name) in zip(persons, found, strict=True)
+        if email
+    }
+
+
+async def profile(redis: Redis, person: str) -> Profile | None:
+    return (await profiles_of(redis, [person])).get(person)
+
+
+# Everyone who has signed in, by display name, for /people: "folded name\x1fperson id".
 _DIRECTORY = "people:directory"
 DIRECTORY_PAGE = 50
 SEP = "\x1f"
 
 
-def _directory_entry(email: str, person: str) -> str:
-    return f"{email.rpartition('@')[0].casefold()}{SEP}{person}"
+def _fold(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
 
 
-async def list_person(redis: Redis, person: str, email: str) -> None:
-    await redis.zadd(_DIRECTORY, {_directory_entry(email, person): 0})
+def _directory_entry(name: str, person: str) -> str:
+    return f"{_fold(name)}{SEP}{person}"
 
 
-async def emails_of(redis: Redis, persons: list[str]) -> dict[str, str]:
-    """The address of each of these people (those who have one)."""
-    if not persons:
-        return {}
+async def list_person(redis: Redis, person: str) -> None:
+    """List the person under their current name (at each sign-in)."""
+    found = await profile(redis, person)
+    if found is not None:
+        await redis.zadd(_DIRECTORY, {_directory_entry(found.name, person): 0})
+
+
+async def relist_person(redis: Redis, person: str, old_name: str, new_name: str) -> None:
+    """The person, renamed, is found by the new name only."""
     async with redis.pipeline(transaction=False) as pipe:
-        for person in persons:
-            pipe.hget(person_key(person, "profile"), "email")
-        found = await pipe.execute()
-    return {person: email for person, email in zip(persons, found, strict=True) if email}
+        pipe.zrem(_DIRECTORY, _directory_entry(old_name, person))
+        pipe.zadd(_DIRECTORY, {_directory_entry(new_name, person): 0})
+        await pipe.execute()
 
 
 async def directory(
     redis: Redis, query: str, after: str | None
-) -> tuple[list[tuple[str, str]], str | None]:
-    """(person, email) of people whose name starts with `query`, a page from after the entry
-    `after`; and the cursor of the next page."""
-    prefix = query.casefold()
+) -> tuple[list[Profile], str | None]:
+    """People whose name starts with `query`, a page from after the entry `after`; and the
+    cursor of the next page."""
+    prefix = _fold(query)
     start = f"({after}" if after else f"[{prefix}"
     # The upper bound is a byte 0xff, above any UTF-8 byte ("\xff" as text would be c3 bf).
     entries: list[str] = await redis.zrangebylex(
         _DIRECTORY, start, b"[" + prefix.encode() + b"\xff", 0, DIRECTORY_PAGE + 1
     )
-    persons = [entry.rpartition(SEP)[2] for entry in entries[:DIRECTORY_PAGE]]
-    emails = await emails_of(redis, persons)
-    rows = [(person, emails[person]) for person in persons if person in emails]
+    listed = [entry.rpartition(SEP) for entry in entries[:DIRECTORY_PAGE]]
+    found = await profiles_of(redis, [person for _, _, person in listed])
+    # An entry of a name the person no longer has (two renames raced) is not shown.
+    rows = [
+        found[person]
+        for name, _, person in listed
+        if person in found and _fold(found[person].name) == name
+    ]
     return rows, (entries[DIRECTORY_PAGE - 1] if len(entries) > DIRECTORY_PAGE else None)
 
 
@@ -107,8 +155,8 @@ async def reindex_directory(redis: Redis) -> None:
     if await redis.exists(_DIRECTORY):
         return
     persons = list(set(await redis.hvals(_BY_EMAIL)))
-    emails = await emails_of(redis, persons)
-    if emails:
+    found = await profiles_of(redis, persons)
+    if found:
         await redis.zadd(
-            _DIRECTORY, {_directory_entry(email, person): 0 for person, email in emails.items()}
+            _DIRECTORY, {_directory_entry(p.name, person): 0 for person, p in found.items()}
         )

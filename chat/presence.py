@@ -1,7 +1,7 @@
 """Who is in a room: one entry per open socket, with an expiry each worker keeps refreshing.
 
-Two sorted sets per room: `lex` (score 0, member "person:email\\x1fsocket") finds a user's
-sockets by prefix; `exp` (score = expiry time) lets any worker drop the sockets of a crashed
+Two sorted sets per room: `lex` (score 0, member "user\\x1fsocket") finds a user's sockets by
+prefix; `exp` (score = expiry time) lets any worker drop the sockets of a crashed
 worker. A closed socket's entry lingers for LINGER_SECONDS before it is swept: a person who
 comes back within that time (a reload, a tab brought back to the front, a reconnect loop)
 never was away, so the room sees neither "left" nor "joined".
@@ -18,7 +18,7 @@ from typing import Protocol
 from quart import Quart
 from redis.asyncio import Redis
 
-from chat import sessions, store
+from chat import people, sessions, store
 from chat.sessions import session_key
 
 log = logging.getLogger("chat.presence")
@@ -64,7 +64,13 @@ def _keys(slug: str) -> tuple[str, str]:
 
 
 def user_of(person: str, email: str) -> str:
+    """What stands for a person in the room's sets. Only the person id part is read back; the
+    address in it is never shown (names come from profiles, current at each render)."""
     return f"{person}:{email}"
+
+
+def person_of(user: str) -> str:
+    return user.partition(":")[0]
 
 
 async def join(redis: Redis, slug: str, user: str, socket_id: str) -> bool:
@@ -86,11 +92,14 @@ async def expire(redis: Redis, slug: str) -> list[str]:
 
 
 async def online(redis: Redis, slug: str) -> list[tuple[str, str]]:
-    """(person, email) of everyone with a socket in the room (or lingering), by email."""
+    """(person, display name) of everyone with a socket in the room (or lingering), by name."""
     members: list[str] = await redis.zrange(_keys(slug)[0], 0, -1)
-    users = {member.split(SEP, 1)[0] for member in members}
-    pairs = [tuple(user.split(":", 1)) for user in users if ":" in user]
-    return sorted(((p[0], p[1]) for p in pairs), key=lambda pair: pair[1])
+    persons = sorted({person_of(member.split(SEP, 1)[0]) for member in members})
+    found = await people.profiles_of(redis, persons)
+    return sorted(
+        ((person, p.name) for person, p in found.items()),
+        key=lambda pair: (pair[1].casefold(), pair[0]),
+    )
 
 
 class Member(Protocol):
@@ -210,14 +219,7 @@ async def open_elsewhere(
     redis: Redis, user: str, slugs: list[str], own_socket: str
 ) -> dict[str, set[str]]:
     """The user's other live sockets in each of these rooms (not the closed, lingering ones)."""
-    if not slugs:
-        return {}
-    prefix = f"{user}{SEP}"
-    async with redis.pipeline(transaction=False) as pipe:
-        for slug in slugs:
-            pipe.zrangebylex(_keys(slug)[0], f"[{prefix}", f"[{prefix}".encode() + b"\xff")
-        found = await pipe.execute()
-    candidates = [(slug, m) for slug, ms in zip(slugs, found, strict=True) for m in ms]
+    candidates = await _entries_of(redis, user, slugs)
     if not candidates:
         return {}
     async with redis.pipeline(transaction=False) as pipe:
@@ -231,3 +233,20 @@ async def open_elsewhere(
         if expiry is not None and expiry > live_after and socket_id != own_socket:
             sockets.setdefault(slug, set()).add(socket_id)
     return sockets
+
+
+async def _entries_of(redis: Redis, user: str, slugs: list[str]) -> list[tuple[str, str]]:
+    """(room, entry) of each of the user's sockets in these rooms, lingering ones included."""
+    if not slugs:
+        return []
+    prefix = f"{user}{SEP}"
+    async with redis.pipeline(transaction=False) as pipe:
+        for slug in slugs:
+            pipe.zrangebylex(_keys(slug)[0], f"[{prefix}", f"[{prefix}".encode() + b"\xff")
+        found = await pipe.execute()
+    return [(slug, m) for slug, ms in zip(slugs, found, strict=True) for m in ms]
+
+
+async def rooms_with(redis: Redis, user: str, slugs: list[str]) -> list[str]:
+    """Which of these rooms list the user as online (lingering included)."""
+    return sorted({slug for slug, _ in await _entries_of(redis, user, slugs)})

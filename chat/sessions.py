@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from quart import current_app
 from quart_auth import Action, AuthUser, current_user
 from redis.asyncio import Redis
 
 from chat import ratelimit, store
-from chat.people import person_key
+from chat.people import default_name, person_key
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,11 @@ class Session:
     # The person's saved choices, copied in so a request needs one read ("" = not chosen).
     locale: str = ""
     time_zone: str = ""
+    name: str = ""  # the display name chosen in /settings ("" = none)
 
     @property
     def display_name(self) -> str:
-        return self.email.split("@", 1)[0]
+        return self.name or default_name(self.email)
 
     @property
     def domain(self) -> str:
@@ -48,7 +49,9 @@ def session_channel(session_id: str) -> str:
 
 async def create(redis: Redis, email: str, person: str, idle_seconds: int, cap: int) -> Session:
     """A new session; beyond `cap` live sessions for the person, the oldest ones end."""
-    locale, time_zone = await redis.hmget(person_key(person, "profile"), ["locale", "tz"])
+    locale, time_zone, name = await redis.hmget(
+        person_key(person, "profile"), ["locale", "tz", "name"]
+    )
     session = Session(
         id=secrets.token_urlsafe(32),
         email=email,
@@ -56,10 +59,11 @@ async def create(redis: Redis, email: str, person: str, idle_seconds: int, cap: 
         created=time.time(),
         locale=locale or "",
         time_zone=time_zone or "",
+        name=name or "",
     )
     key = session_key(session.id)
     record = {"email": email, "person": person, "created": repr(session.created)}
-    record.update(locale=session.locale, tz=session.time_zone)
+    record.update(locale=session.locale, tz=session.time_zone, name=session.name)
     # Not a transaction: the record and the person's index live in different cluster slots.
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(key, mapping=record)
@@ -106,6 +110,7 @@ async def load(
         created,
         locale=record.get("locale", ""),
         time_zone=record.get("tz", ""),
+        name=record.get("name", ""),
     )
 
 
@@ -122,18 +127,29 @@ async def alive(redis: Redis, session_ids: list[str], max_seconds: int) -> list[
 # Only into a session that still exists: HSET alone would bring an ended one back, forever.
 _SET_IF_ALIVE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'locale', ARGV[1], 'tz', ARGV[2])
+redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
 
 async def save_choices(redis: Redis, person: str, locale: str, time_zone: str) -> None:
     """The person's language and time zone, in their profile and in every live session."""
-    await redis.hset(person_key(person, "profile"), mapping={"locale": locale, "tz": time_zone})
+    await _save_everywhere(redis, person, {"locale": locale, "tz": time_zone})
+
+
+async def save_name(redis: Redis, person: str, name: str) -> None:
+    """The person's display name, in their profile and in every live session: what they post
+    from now on, in any tab, carries it (a socket's Session is refreshed by `check_send`)."""
+    await _save_everywhere(redis, person, {"name": name})
+
+
+async def _save_everywhere(redis: Redis, person: str, fields: dict[str, str]) -> None:
+    await redis.hset(person_key(person, "profile"), mapping=fields)
     listed: list[str] = await redis.zrange(person_key(person, "sessions"), 0, -1)
+    pairs = [part for field, value in fields.items() for part in (field, value)]
     async with redis.pipeline(transaction=False) as pipe:
         for session_id in listed:
-            pipe.eval(_SET_IF_ALIVE, 1, session_key(session_id), locale, time_zone)
+            pipe.eval(_SET_IF_ALIVE, 1, session_key(session_id), *pairs)
         await pipe.execute()
 
 
@@ -147,18 +163,20 @@ async def revoke(redis: Redis, session_id: str, person: str) -> None:
 # Sending counts as activity (slides the idle expiry); the absolute lifetime is checked too.
 # KEYS: session record, send bucket. ARGV: rate, burst, now ms (the clock `created` came
 # from), idle s, max s.
-# Returns -1 when the session is gone, else 0 or the milliseconds until a send is allowed.
+# Returns {-1, ''} when the session is gone, else {0 or the milliseconds until a send is
+# allowed, the session's display name}.
 _SEND_CHECK = (
     ratelimit.TAKE_FROM_BUCKET_LUA
     + """
 local created = tonumber(redis.call('HGET', KEYS[1], 'created'))
-if not created then return -1 end
+if not created then return {-1, ''} end
 if tonumber(ARGV[3]) / 1000 - created > tonumber(ARGV[5]) then
   redis.call('DEL', KEYS[1])
-  return -1
+  return {-1, ''}
 end
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[4]))
-return take_token(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))
+local wait = take_token(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]))
+return {wait, redis.call('HGET', KEYS[1], 'name') or ''}
 """
 )
 
@@ -168,20 +186,28 @@ async def take_send_token(redis: Redis, session: Session) -> int:
 
     -1: the session has ended (close its sockets); 0: send; n > 0: wait n milliseconds.
     """
+    return (await check_send(redis, session))[0]
+
+
+async def check_send(redis: Redis, session: Session) -> tuple[int, Session]:
+    """`take_send_token`, and the session with its display name as it is now, in the same
+    round trip: a socket holds its handshake's Session, and a rename (in any tab) changes the
+    record, not that object."""
     config = current_app.config
-    return int(
-        await redis.eval(
-            _SEND_CHECK,
-            2,
-            session_key(session.id),
-            session_key(session.id, "send-rate"),
-            float(config["WS_MESSAGES_PER_SECOND"]),
-            float(config["WS_BURST"]),
-            int(time.time() * 1000),
-            config["SESSION_IDLE_SECONDS"],
-            config["SESSION_MAX_SECONDS"],
-        )
+    wait, name = await redis.eval(
+        _SEND_CHECK,
+        2,
+        session_key(session.id),
+        session_key(session.id, "send-rate"),
+        float(config["WS_MESSAGES_PER_SECOND"]),
+        float(config["WS_BURST"]),
+        int(time.time() * 1000),
+        config["SESSION_IDLE_SECONDS"],
+        config["SESSION_MAX_SECONDS"],
     )
+    if int(wait) < 0 or name == session.name:
+        return int(wait), session
+    return int(wait), replace(session, name=name)
 
 
 # Open sockets per session across all workers; entries expire unless their worker refreshes

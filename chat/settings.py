@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from chat.addresses import normalise as normalise_address
 from chat.addresses import unicode_domain
 
 
@@ -63,6 +64,7 @@ STR_SETTINGS: dict[str, str] = {
     "PUBLIC_URL": "",
     "ALLOWED_ORIGINS": "",
     "ALLOWED_EMAIL_DOMAINS": "",
+    "ADMIN_EMAILS": "",
     "LOG_FORMAT": "text",
 }
 
@@ -128,6 +130,7 @@ def validate(config: dict[str, Any], instance_path: str) -> None:
     config["ALLOWED_EMAIL_DOMAINS"] = [
         unicode_domain(d) for d in _parse_list(config["ALLOWED_EMAIL_DOMAINS"])
     ]
+    config["ADMIN_EMAILS"] = _admin_emails(config["ADMIN_EMAILS"])
     if config["REDIS_URL"] is not None:
         _check_redis_url(str(config["REDIS_URL"]))
     config["SMTP"] = parse_smtp_url(config["SMTP_URL"]) if config["SMTP_URL"] else None
@@ -245,6 +248,17 @@ def _check_redis_url(url: str) -> None:
         raise ConfigError(
             "REDIS_URL", f"unknown scheme {parts.scheme!r}; use redis://, rediss:// or unix://"
         )
+
+
+def _admin_emails(value: Any) -> frozenset[str]:
+    """The admins' addresses, as sign-in normalises them (any allowed domain list aside)."""
+    found = set()
+    for raw in _parse_list(value):
+        address = normalise_address(raw, [raw.rpartition("@")[2]])
+        if address is None:
+            raise ConfigError("ADMIN_EMAILS", f"{raw!r} is not an email address")
+        found.add(address.email)
+    return frozenset(found)
 
 
 def _parse_bool(key: str, value: Any) -> bool:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import quote
 
 from markupsafe import Markup, escape
 
@@ -26,8 +25,11 @@ _NOT_IN_NAMES = re.compile(
 )
 
 
-# "@" then a word: up to whitespace, another "@" or characters that cannot be in an address.
-AT_WORD = re.compile(r"@([^\s@<>\"'`(),;:!?]{1,64})")
+# "@" then a word (up to whitespace, another "@" or characters that cannot be in an address),
+# and the few words after it: display names may have spaces ("@Ada Lovelace"). The longest
+# start of it that names someone is the mention.
+_AT_PART = r"[^\s@<>\"'`(),;:!?]{1,64}"
+AT_WORD = re.compile(f"@({_AT_PART}(?: {_AT_PART}){{0,4}})")
 
 
 def split_word(word: str, names: set[str]) -> tuple[str, str] | None:
@@ -47,6 +49,12 @@ def clean_body(raw: str) -> str:
 def clean_line(raw: str) -> str:
     """A one-line name: hidden characters dropped, runs of whitespace folded to one space."""
     return " ".join(_NOT_IN_NAMES.sub("", raw).split())
+
+
+def has_hidden(text: str) -> bool:
+    """Does the text carry a character that `clean_line` would drop (controls, bidi
+    overrides and isolates, invisible characters)?"""
+    return _NOT_IN_NAMES.search(text) is not None
 
 
 def linkify(text: str, mentions: Iterable[tuple[str, str]] = ()) -> Markup:
@@ -82,7 +90,7 @@ def _with_mentions(text: str, people: dict[str, str]) -> str:
         parts.append(str(escape(text[position : match.start()])))
         parts.append(
             f'<a class="mention" data-person="{escape(person)}" '
-            f'href="/people?q={escape(quote(name))}">@{escape(name)}</a>{escape(rest)}'
+            f'href="/people/{escape(person)}">@{escape(name)}</a>{escape(rest)}'
         )
         position = match.end()
     parts.append(str(escape(text[position:])))

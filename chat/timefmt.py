@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 from babel.dates import format_datetime, format_skeleton, format_time
 from markupsafe import escape
 
-from chat import i18n
+from chat import i18n, labels
 from chat.i18n import Variant
 
-MARKER = re.compile("\x01([sf])([0-9]{1,16})\x01")
+MARKER = re.compile("\x01([sfw])([0-9a-z]{1,16})\x01")
 
 
 def _at(millis: int) -> datetime:
@@ -71,6 +71,8 @@ def fill_markers(html: str, variant: Variant) -> str:
     today = _today(variant.time_zone)
 
     def text(match: re.Match[str]) -> str:
+        if match.group(1) == "w":  # a word (chat/labels.py), filled in the same pass
+            return labels.fill(match.group(2), variant)
         second = int(match.group(2)) // 1000
         if match.group(1) == "s":
             return str(escape(_short(second, today, variant)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import json
 import re
 import threading
 from dataclasses import dataclass, field
@@ -89,3 +90,25 @@ class SmtpServer:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+def stored_messages(redis: Any, slug: str = "general") -> list[dict[str, str]]:
+    """Each message of a room as stored: its stream fields, its id, and its text as it is now
+    (the text lives in the room's version set, chat/versions.py)."""
+    texts: dict[str, dict[str, Any]] = {}
+    for member in redis.zrange(f"{{r:{slug}}}:versions", 0, -1):
+        pad, _, raw = member.partition("\x1f")
+        millis, _, seq = pad.partition("-")
+        texts[f"{int(millis)}-{int(seq)}"] = json.loads(raw)
+    found = []
+    for entry_id, fields in redis.xrange(f"stream:{slug}"):
+        if "k" in fields:  # a change event
+            continue
+        state = texts.get(entry_id, {})
+        body = "" if state.get("d") else str(state.get("b", fields.get("body", "")))
+        found.append({**fields, "id": entry_id, "body": body})
+    return found
+
+
+def stored_bodies(redis: Any, slug: str = "general") -> list[str]:
+    return [message["body"] for message in stored_messages(redis, slug)]

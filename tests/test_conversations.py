@@ -13,14 +13,14 @@ from quart.testing.connections import WebsocketDisconnectError, WebsocketRespons
 from redis import Redis
 
 from tests.conftest import text_of
-from tests.support import Inbox
+from tests.support import Inbox, stored_bodies
 from tests.test_live import receive_until, signed_in_client
 
 
 async def person_id(client: Any, name: str) -> str:
     page = await (await client.get("/people", query_string={"q": name})).get_data(as_text=True)
     found = re.search(
-        r'data-person="([0-9a-f]{16})">\s*<span[^>]*>[^<]*</span>\s*<span[^>]*>'
+        r'data-person="([0-9a-f]{16})">\s*<span[^>]*>[^<]*</span>\s*<a[^>]*>'
         + re.escape(name)
         + "<",
         page,
@@ -63,7 +63,7 @@ async def test_a_private_room_is_invisible_to_non_members_on_every_path(
     # A forged id of the same shape, and one of the wrong shape, are just as unknown.
     assert (await cee.get("/rooms/p-0123456789abcdef")).status_code == 404
     assert (await cee.get("/rooms/d-0123456789abcdef/older?before=1-0")).status_code == 404
-    assert [f["body"] for _, f in redis_sync.xrange(f"stream:{slug}")] == ["the plan is tea"]
+    assert stored_bodies(redis_sync, slug) == ["the plan is tea"]
 
 
 async def send_by_form(client: Any, slug: str, body: str) -> None:

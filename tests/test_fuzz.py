@@ -17,7 +17,7 @@ from redis import Redis
 
 from chat.text import clean_body, clean_line
 from tests.conftest import sign_in
-from tests.support import Inbox
+from tests.support import Inbox, stored_bodies
 
 FUZZ = settings(
     max_examples=60,
@@ -45,6 +45,8 @@ message_objects = st.fixed_dictionaries(
         "body": st.one_of(st.text(max_size=4100), any_text, json_values),
         "client_id": st.one_of(st.text(max_size=70), json_values),
         "headers": json_values,
+        # The typing signal: "1", "0", or anything else.
+        "typing": st.one_of(st.sampled_from(["0", "1"]), json_values),
     },
 )
 frames = st.one_of(
@@ -97,7 +99,7 @@ async def fuzz_room(make_app: Any, inbox: Inbox) -> tuple[Quart, Any]:
 
 def acceptable(data: Any) -> str | None:
     """The body the server should store for this decoded frame, or None."""
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or "typing" in data:  # a typing frame posts nothing
         return None
     body, client_id = data.get("body"), data.get("client_id")
     if not isinstance(body, str) or not isinstance(client_id, str):
@@ -112,7 +114,7 @@ async def test_socket_survives_any_frame(
     fuzz_room: tuple[Quart, Any], redis_sync: Redis, frame: str | bytes
 ) -> None:
     _app, client = fuzz_room
-    before = redis_sync.xlen("stream:general")
+    before = len(stored_bodies(redis_sync))
     async with client.websocket("/rooms/general/ws") as ws:
         async with asyncio.timeout(5):
             while 'id="online"' not in await ws.receive():
@@ -127,7 +129,7 @@ async def test_socket_survives_any_frame(
                     pass
         except WebsocketDisconnectError as closed:
             assert closed.args[0] in (1003, 1008, 1009)
-    stored = [fields["body"] for _, fields in redis_sync.xrange("stream:general")]
+    stored = stored_bodies(redis_sync)
     expected = None
     if isinstance(frame, str):
         try:
@@ -227,3 +229,32 @@ async def test_conversation_inputs_never_fail_badly(
     older = await client.get(f"/rooms/{room}/older", query_string={"before": "1-0"})
     assert older.status_code in (200, 404)
     assert (await client.post(f"/rooms/{room}/leave")).status_code in (303, 404)
+
+
+@FUZZ
+@given(
+    message_id=st.one_of(form_text, st.from_regex(r"\A[0-9]{1,21}-[0-9]{1,21}\Z")),
+    body=form_text,
+    emoji=st.one_of(form_text, st.sampled_from(["👍", "❤️", "😂", "🎉", "😮", "🙏"])),
+    key=st.sampled_from(["on", "off", "emoji"]),
+    action=st.sampled_from(["edit", "delete", "react"]),
+)
+async def test_message_change_inputs_never_fail_badly(
+    fuzz_room: tuple[Quart, Any],
+    redis_sync: Redis,
+    message_id: str,
+    body: str,
+    emoji: str,
+    key: str,
+    action: str,
+) -> None:
+    _app, client = fuzz_room
+    path = f"/rooms/general/messages/{quote(message_id, safe='')}/{action}"
+    form = {"body": body, key: emoji}
+    for headers in ({}, {"HX-Request": "true"}):
+        shown = await client.get(path, headers=headers)
+        assert shown.status_code in (200, 308, 400, 403, 404, 405, 409), shown.status_code
+        changed = await client.post(path, form=form, headers=headers)
+        assert changed.status_code in (200, 204, 303, 308, 400, 403, 404, 405, 409, 429)
+    for member in redis_sync.zrange("{r:general}:versions", 0, -1):
+        json.loads(member.partition("\x1f")[2])  # whatever was stored is whole

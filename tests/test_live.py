@@ -13,7 +13,7 @@ from quart.testing.connections import WebsocketDisconnectError, WebsocketRespons
 from redis import Redis
 
 from tests.conftest import sign_in, text_of
-from tests.support import Inbox
+from tests.support import Inbox, stored_bodies
 
 MESSAGE_ID = re.compile(r'id="m-(\d+-\d+)"')
 
@@ -70,8 +70,7 @@ async def test_message_is_stored_once_per_client_id(
         await receive_until(a, 'id="compose"')
         await send(a, "only once", client_id="same-id-123")
         await receive_until(a, 'id="compose"')
-    entries = redis_sync.xrange("stream:general")
-    assert [fields["body"] for _, fields in entries] == ["only once"]
+    assert stored_bodies(redis_sync) == ["only once"]
 
 
 async def test_two_apps_share_one_redis(make_app: Any, inbox: Inbox) -> None:
@@ -169,7 +168,7 @@ async def test_too_long_message_is_rejected_for_sender_only(
         await send(a, "   \n  ")  # whitespace only: ignored
         await send(a, "fine")
         await receive_until(a, "fine")
-    assert [f["body"] for _, f in redis_sync.xrange("stream:general")] == ["fine"]
+    assert stored_bodies(redis_sync) == ["fine"]
 
 
 @pytest.mark.parametrize(
@@ -235,7 +234,7 @@ async def test_room_pages(app: Quart, inbox: Inbox) -> None:
     assert created.status_code == 303 and created.headers["Location"] == "/rooms/cafe-talk"
     page = await (await alice.get("/rooms/cafe-talk")).get_data(as_text=True)
     assert "Café Talk!" in page and 'hx-ws:connect="/rooms/cafe-talk/ws' in page
-    assert 'role="log"' in page and 'aria-live="polite"' in page and "hx-ignore" in page
+    assert 'role="log"' in page and 'aria-live="polite"' in page
     assert (
         '<label for="compose-body" class="visually-hidden">Message</label>' in page
         and ">Send</button>" in page
@@ -301,7 +300,7 @@ async def test_rate_limit_notice_then_close_on_persistent_abuse(
                 while True:
                     await a.receive()
         assert closed.value.args[0] == 1008
-    stored = [f["body"] for _, f in redis_sync.xrange("stream:general")]
+    stored = stored_bodies(redis_sync)
     assert stored[:3] == ["burst 0", "burst 1", "burst 2"] and len(stored) <= 4
 
 

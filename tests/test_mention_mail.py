@@ -9,7 +9,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,13 @@ import websockets
 from quart import Quart
 from redis import Redis
 
-from chat import history, i18n, membership, mention_mail, people, store
+from chat import i18n, membership, mention_mail, people, store
 from chat.embedded_redis import EmbeddedRedis, free_port
+from chat.history import stream_key
 from chat.i18n import Variant
 from chat.mention_mail import DUE, LEASED, Missed
 from tests.servers import AppServer
-from tests.support import Inbox, SmtpServer
+from tests.support import Inbox, SmtpServer, stored_messages
 from tests.test_live import signed_in_client
 from tests.test_server import server_settings, sign_in_http, wait_for_text
 
@@ -39,6 +40,15 @@ def text_part(message: EmailMessage) -> str:
     body = message.get_body(preferencelist=("plain",))
     assert body is not None
     return str(body.get_content())
+
+
+async def stored(redis: Any, item: Missed, mentioned: str) -> Missed:
+    """The message (mentioning `mentioned`) in its room, and the item as the app queues it:
+    with no text (the email shows the message as it is when sent)."""
+    fields = {"author": "", "pid": "0123456789abcdef", "name": item.author, "body": item.body}
+    fields["men"] = json.dumps([["x", mentioned]])
+    await redis.xadd(stream_key(item.slug), fields, id=item.message_id)
+    return replace(item, body="")
 
 
 def person_of(redis: Redis, address: str) -> str:
@@ -76,7 +86,7 @@ async def test_the_email_speaks_the_persons_language_and_zone_and_skips_what_it_
         Missed("p-00000000000000aa", "3-0", 1, "ada", "a room bob is not in", sent_ms),
     ]
     for item in items:
-        await mention_mail.schedule(redis, [person], item, 1)
+        await mention_mail.schedule(redis, [person], await stored(redis, item, person), 1)
     deadline = time.monotonic() + 8
     while len(inbox.to("bob@example.org")) < 2 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
@@ -120,7 +130,9 @@ async def test_a_failed_send_is_retried_later_without_a_traceback(
     app = await make_app(MENTION_EMAIL_DELAY_SECONDS=1, SMTP_URL=f"smtp://127.0.0.1:{free_port()}")
     person = await bob_of(app)
     item = Missed("general", "1-0", 1, "ada", "hello", int(time.time() * 1000))
-    await mention_mail.schedule(store.redis(app), [person], item, 1)
+    await mention_mail.schedule(
+        store.redis(app), [person], await stored(store.redis(app), item, person), 1
+    )
     async with asyncio.timeout(8):
         while (redis_sync.zscore(DUE, person) or 0) / 1000 < time.time() + 30:
             await asyncio.sleep(0.05)
@@ -141,6 +153,7 @@ async def test_the_loop_outlives_redis_going_away_and_coming_back(
         await asyncio.sleep(1.5)  # three rounds against no Redis
         await asyncio.to_thread(own.start)
         item = Missed("general", "1-0", 1, "ada", "after the outage", int(time.time() * 1000))
+        item = await stored(store.redis(app), item, person)
         await mention_mail.schedule(store.redis(app), [person], item, 1)
         async with asyncio.timeout(8):
             while not inbox.to("bob@example.org"):
@@ -206,10 +219,7 @@ async def post(server: AppServer, cookie: str, redis: Redis, *bodies: str) -> li
             await ws.send(json.dumps({"body": body, "client_id": secrets.token_urlsafe(12)}))
         async with asyncio.timeout(5):
             while True:
-                stored = {
-                    fields["body"]: entry_id
-                    for entry_id, fields in redis.xrange(history.stream_key("general"))
-                }
+                stored = {m["body"]: m["id"] for m in stored_messages(redis)}
                 if all(body in stored for body in bodies):
                     return [stored[body] for body in bodies]
                 await asyncio.sleep(0.02)
@@ -294,4 +304,5 @@ async def test_mentions_before_the_email_share_it_and_later_ones_wait_an_hour(
     assert len(mention_mails(inbox, pair.bob_address)) == 1  # CHAT_MENTION_EMAILS_PER_HOUR=1
     due = redis.zscore(DUE, pair.bob_id)
     assert due is not None and 3000 < due / 1000 - time.time() <= 3600  # when the hour is over
-    assert "third, after the email" in redis.lindex(mention_mail.missed_key(pair.bob_id), 0)
+    waiting = json.loads(redis.lindex(mention_mail.missed_key(pair.bob_id), 0))
+    assert waiting["body"] == ""  # the text is read from the room when the email goes out

@@ -74,6 +74,7 @@ def server_settings(redis_url: str, smtp_url: str) -> dict[str, Any]:
         "SMTP_URL": smtp_url,
         "SECRET_KEY": SECRET,
         "COOKIE_SECURE": False,
+        "ADMIN_EMAILS": "admin@example.org",  # tests/e2e/test_admin.py
         **GENEROUS_LIMITS,
     }
 
