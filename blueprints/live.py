@@ -383,7 +383,8 @@ class RoomSocket:
             await self.send_problem(problem("not_understood"))
             return False
         try:
-            await self.typing.frame(flag, draft, self.session.display_name)
+            admin = admins.is_admin(self.session.email)
+            await self.typing.frame(flag, draft, self.session.display_name, admin)
         except store.REDIS_DOWN as error:  # nobody sees it: nothing a person needs to hear
             log.warning("typing not told (room %s): %s", self.slug, error)
         return True

@@ -23,7 +23,7 @@ from markupsafe import escape
 from quart import Quart
 
 from chat import bus as bus_module
-from chat import i18n, store
+from chat import i18n, moderation, store
 from chat.i18n import Variant
 from chat.labels import N_
 
@@ -46,11 +46,22 @@ def typing_channel(slug: str) -> str:
     return f"typing:{slug}"
 
 
+# One round trip: nothing in a room where only admins post (for the others), at most one
+# "typing" per person per period (the gate), then the publish. KEYS: the room's rules, the
+# person's gate. ARGV: admin (1/0), period ms, channel, item. Returns 1 if told, else 0.
+_TELL = """
+if redis.call('HGET', KEYS[1], 'admins_only') == '1' and ARGV[1] ~= '1' then return 0 end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return 1 end
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return 1
+"""
+
+
 class Signal:
     """One socket's typing frames: "1" (a key was pressed; htmx sends it at most every 3 s)
     and "0" (no key for 2 s). The room hears "typing" at most once per THROTTLE_SECONDS per
     person, however many sockets they have (a gate in Redis), and "stopped" only after a
-    "typing" it heard."""
+    "typing" it heard; in a room where only admins post, nothing from the others."""
 
     def __init__(self, slug: str, person: str) -> None:
         self.slug, self.person = slug, person
@@ -61,7 +72,7 @@ class Signal:
         # from a new key.
         self.stopped_draft: int | None = None
 
-    async def frame(self, flag: str, draft: str, name: str) -> None:
+    async def frame(self, flag: str, draft: str, name: str, admin: bool) -> None:
         digest = hash(draft)
         if flag == "0":
             self.stopped_draft = digest
@@ -71,11 +82,17 @@ class Signal:
         if digest == self.stopped_draft or now - self.told_at < THROTTLE_SECONDS:
             return
         self.told_at, self.stopped_draft = now, None
-        redis = store.redis()
-        gate = f"{{p:{self.person}}}:typing:{self.slug}"
-        if await redis.set(gate, "1", nx=True, px=int(THROTTLE_SECONDS * 1000)):
-            await redis.publish(typing_channel(self.slug), f"{self.person} {name}")
-        self.telling = True
+        told = await store.redis().eval(
+            _TELL,
+            2,
+            moderation.rules_key(self.slug),
+            f"{{r:{self.slug}}}:typing:{self.person}",
+            "1" if admin else "0",
+            int(THROTTLE_SECONDS * 1000),
+            typing_channel(self.slug),
+            f"{self.person} {name}",
+        )
+        self.telling = self.telling or bool(told)
 
     async def stopped(self) -> None:
         if self.telling:
