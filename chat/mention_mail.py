@@ -163,6 +163,8 @@ async def _deliver(app: Quart, redis: Redis, person: str) -> int | None:
             keep[found[0].message_id] = (raw, kept[0], found[1], kept[1])
         else:
             drop.append(raw)
+    if drop:
+        log.info("mention email: %d items no longer news (seen, gone or edited)", len(drop))
     await _remove(redis, person, drop)
     first_due = min((due for _, _, due, _ in keep.values()), default=None)
     if first_due is None or first_due > now:

@@ -178,6 +178,12 @@ def server(
     log_path = tmp_path_factory.mktemp("mention-mail") / "server.log"
     app_server = AppServer(settings, workers=2, log_path=log_path)
     app_server.start()
+    # The first test on a just-started server lost its email in 3 of about 16 runs (the
+    # server log showed no send and no error); every later test always got its own. Until
+    # that is understood, the tests start on a server that has served a page in each worker.
+    for _ in range(4):
+        httpx.get(app_server.url + "/login", timeout=10)
+    time.sleep(1)
     yield app_server
     app_server.stop()
 
