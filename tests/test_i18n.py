@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from babel.messages.pofile import read_po
@@ -157,7 +158,11 @@ async def test_settings_save_language_and_time_zone_for_the_person(
 async def test_times_are_shown_in_the_persons_zone_and_language(
     app: Quart, inbox: Inbox, redis_sync: Redis
 ) -> None:
-    noon_utc = datetime.now(UTC).replace(hour=4, minute=5, second=0, microsecond=0)
+    # 12:05 today in Shanghai (04:05 UTC of Shanghai's day, whatever the hour of the run).
+    shanghai = ZoneInfo("Asia/Shanghai")
+    noon_utc = (
+        datetime.now(shanghai).replace(hour=12, minute=5, second=0, microsecond=0).astimezone(UTC)
+    )
     old = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)
     for moment, body in ((old, "an old one"), (noon_utc, "a recent one")):
         redis_sync.xadd(
