@@ -152,10 +152,12 @@ async def react(slug: str, message_id: str) -> ResponseReturnValue:
 
 
 async def _writable(room: membership.Room, session: Session) -> None:
-    """Edits and reactions are posting too: a read-only room refuses them to non-admins."""
-    rules = await moderation.rules(store.redis(), room.slug)
-    if rules.admins_only and not admins.is_admin(session.email):
-        raise ShownError(403, "room_admins_only")
+    """Edits and reactions follow the room's rules (chat/moderation.py)."""
+    refused = await moderation.change_refusal(
+        store.redis(), room.slug, admins.is_admin(session.email)
+    )
+    if refused is not None:
+        raise ShownError(403, refused.kind)
 
 
 async def _form(template: str, room: membership.Room, message: Message, **context: object) -> str:

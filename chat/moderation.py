@@ -61,6 +61,14 @@ return {'slow', left}
 """
 
 
+async def change_refusal(redis: Redis, slug: str, admin: bool) -> Problem | None:
+    """Edits and reactions are posting too: a read-only room refuses them to non-admins
+    (slow mode is for messages only)."""
+    if admin or not (await rules(redis, slug)).admins_only:
+        return None
+    return problem("room_admins_only")
+
+
 async def refusal(redis: Redis, slug: str, person: str, admin: bool) -> Problem | None:
     """None when `person` may post in the room now (and then their slow-mode slot is taken);
     else the problem: "room_admins_only", or "slow_mode" with `seconds` left.

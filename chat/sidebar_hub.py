@@ -21,7 +21,6 @@ Events on a person's channel (`person:<id>`), one word and its arguments:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -29,7 +28,7 @@ from markupsafe import escape
 from quart import Quart
 
 from chat import bus as bus_module
-from chat import i18n, presence, sidebar, store, unread
+from chat import i18n, presence, sidebar, store, tasks, unread
 from chat.fragments import render_fragment
 from chat.i18n import Variant
 from chat.messages import room_channel
@@ -359,13 +358,7 @@ def init_app(app: Quart) -> None:
     hub = Hub(app)
     app.extensions["sidebars"] = hub
 
-    @app.while_serving
-    async def push_sidebars():  # type: ignore[no-untyped-def]
-        task = asyncio.create_task(_pushes(app, hub))
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    tasks.run_while_serving(app, lambda: _pushes(app, hub))
 
 
 async def _pushes(app: Quart, hub: Hub) -> None:

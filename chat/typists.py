@@ -13,7 +13,6 @@ socket's next frame, or goes alone after RIDE_SECONDS.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from markupsafe import escape
 from quart import Quart
 
 from chat import bus as bus_module
-from chat import i18n, moderation, store
+from chat import i18n, moderation, store, tasks
 from chat.i18n import Variant
 from chat.labels import N_
 
@@ -221,13 +220,7 @@ def init_app(app: Quart) -> None:
     board = Board(app)
     app.extensions["typing"] = board
 
-    @app.while_serving
-    async def expire_typists():  # type: ignore[no-untyped-def]
-        task = asyncio.create_task(_expiry(board))
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    tasks.run_while_serving(app, lambda: _expiry(board))
 
 
 async def _expiry(board: Board) -> None:
