@@ -16,6 +16,7 @@ from blueprints import (
     admin,
     auth,
     errors,
+    export,
     health,
     hooks,
     live,
@@ -24,9 +25,11 @@ from blueprints import (
     messages,
     people,
     rooms,
+    search,
     settings,
 )
 from chat import (
+    archiver,
     bus,
     logs,
     mention_mail,
@@ -90,9 +93,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     room_registry.init_app(app)
     sidebar_hub.init_app(app)
     typists.init_app(app)
+    archiver.init_app(app)
     blueprints = (
         auth,
         rooms,
+        search,
+        export,
         messages,
         members,
         people,

@@ -151,10 +151,14 @@ async def _create_refused(
 @bp.get("/rooms/<slug>")
 @login_required
 async def room(slug: str) -> str:
-    """A room: recent history, who is online, the compose form, live over a websocket."""
+    """A room: recent history, who is online, the compose form, live over a websocket; with
+    `?at=<message id>`, the history around that message instead (a search result)."""
     session = await signed_in()
     redis = store.redis()
     found = await readable_or_404(session, slug)
+    at = request.args.get("at")
+    if at is not None:
+        return await _around(session, found, at)
     if found.kind == membership.OPEN:
         if await rooms.remember(redis, session.person, slug):  # new in their list: other tabs
             await sidebar_hub.publish_event(session.person, "sidebar")
@@ -165,21 +169,43 @@ async def room(slug: str) -> str:
     seq = (await unread.latest(redis, [slug]))[slug]
     await unread.mark_read(redis, session.person, slug, seq)
     await sidebar_hub.publish_event(session.person, "read", slug, seq)
-    return await render_template(
-        "rooms/room.html",
-        slug=slug,
-        room=found,
-        name=found.title_for(session.person),
+    return await _room_page(
+        session,
+        found,
         messages=shown.messages,
         older=shown.older,
-        users=await presence.online(redis, slug),
-        session=session,
-        room_sidebar=await sidebar.for_page(redis, session, slug),
         # A relative URL: behind a TLS proxy the browser turns it into wss:// itself.
         socket_url=f"/rooms/{slug}/ws?"
         + urlencode({"after": shown.newest or "0-0", "epoch": epoch}),
+    )
+
+
+async def _around(session: Session, found: membership.Room, at: str) -> str:
+    """The room's history around one message, not live: a link leads back to the latest."""
+    entry_id = history.parse_id(at)
+    if entry_id is None:
+        raise ShownError(400, "not_a_message_id")
+    shown = await timeline.around(store.redis(), found.slug, entry_id)
+    if not any(m.id == at for m in shown.messages):
+        raise ShownError(404, "no_such_message")
+    return await _room_page(
+        session, found, messages=shown.messages, older=shown.older, found_id=at, newer=shown.newer
+    )
+
+
+async def _room_page(session: Session, found: membership.Room, **shown: object) -> str:
+    redis = store.redis()
+    return await render_template(
+        "rooms/room.html",
+        slug=found.slug,
+        room=found,
+        name=found.title_for(session.person),
+        users=await presence.online(redis, found.slug),
+        session=session,
+        room_sidebar=await sidebar.for_page(redis, session, found.slug),
         is_admin=admins.is_admin(session.email),
-        rules=await moderation.rules(redis, slug),
+        rules=await moderation.rules(redis, found.slug),
+        **shown,
     )
 
 

@@ -106,6 +106,25 @@ async def joined(redis: Redis, person: str) -> list[Room]:
     return [_room(slug, meta) for slug, meta in zip(slugs, metas, strict=True) if meta]
 
 
+async def readable_rooms(redis: Redis, person: str) -> dict[str, Room]:
+    """Every room `person` may read now (search, export): each open room, and their private
+    rooms and direct conversations."""
+    found = {slug: Room(slug, OPEN, name) for slug, name in (await rooms.every_open(redis)).items()}
+    found.update({room.slug: room for room in await joined(redis, person)})
+    return found
+
+
+async def any_room(redis: Redis, slug: str) -> Room | None:
+    """The room whoever asks (an admin's export), or None if there is no such room."""
+    if not rooms.is_slug(slug):
+        return None
+    if not MEMBER_ROOM.match(slug):
+        name = await rooms.name_of(redis, slug)
+        return Room(slug, OPEN, name) if name is not None else None
+    meta = await redis.hgetall(meta_key(slug))
+    return _room(slug, meta) if meta else None
+
+
 async def _add(redis: Redis, slug: str, people: dict[str, str], seq: int | None = None) -> None:
     """Make these people members (marks at `seq`, so what came before is not "unread")."""
     now = time.time()

@@ -12,7 +12,17 @@ from datetime import UTC, datetime
 
 from quart import current_app
 
-from chat import history, i18n, membership, mention_mail, mentions, store, unread, versions
+from chat import (
+    archiver,
+    history,
+    i18n,
+    membership,
+    mention_mail,
+    mentions,
+    store,
+    unread,
+    versions,
+)
 from chat.fragments import render_fragment
 from chat.membership import Room
 from chat.sessions import Session
@@ -25,17 +35,19 @@ ID_PLACEHOLDER = "\x00msgid\x00"
 # room's next number (chat/unread.py), and the published item starts with "<id> <number>
 # <mentioned people,>": what a worker needs for unread counts without parsing the HTML. Its
 # text goes to the room's version set (chat/versions.py), the rest to the stream.
-# KEYS: stream, dedupe key, room counter, version set. ARGV: maxlen, channel, html,
-# placeholder, dedupe ttl, mentioned people, text JSON, fields...
+# The stream is trimmed only below what every archive has read (chat/archiver.py).
+# KEYS: stream, dedupe key, room counter, version set, archived streams. ARGV: maxlen,
+# channel, html, placeholder, dedupe ttl, mentioned people, text JSON, entries kept, fields...
 _POST = (
     versions.PAD_LUA
     + """
 local existing = redis.call('GET', KEYS[2])
 if existing then return {0, existing, 0} end
 local n = redis.call('INCR', KEYS[3])
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'n', n, unpack(ARGV, 8))
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'n', n, unpack(ARGV, 9))
 redis.call('SET', KEYS[2], id, 'EX', tonumber(ARGV[5]))
 """
+    + archiver.TRIM_ARCHIVED
     + versions.STORE_TEXT
     + """
 local html, mark, out, from = ARGV[3], ARGV[4], {}, 1
@@ -126,11 +138,12 @@ async def post_message(room: Room, author: Author | Session, body: str, client_i
     mentioned = [person for person in dict.fromkeys(p for _, p in named) if person != author.person]
     created, entry_id, seq = await redis.eval(
         _POST,
-        4,
+        5,
         history.stream_key(room.slug),
         f"dedupe:{room.slug}:{author.scope}:{client_id}",
         unread.seq_key(room.slug),
         versions.versions_key(room.slug),
+        archiver.ARCHIVED_STREAMS,
         current_app.config["HISTORY_MAXLEN"],
         room_channel(room.slug),
         html,
@@ -138,6 +151,7 @@ async def post_message(room: Room, author: Author | Session, body: str, client_i
         DEDUPE_SECONDS,
         ",".join(mentioned),
         versions.first_text(body),
+        min(current_app.config["HISTORY_KEEP"], current_app.config["HISTORY_MAXLEN"]),
         *fields,
     )
     posted = Posted(id=entry_id, duplicate=not created, seq=int(seq))

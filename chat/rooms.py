@@ -194,6 +194,13 @@ async def page(redis: Redis, after: str | None) -> tuple[list[tuple[str, str]], 
     return rooms, (slugs[-1] if len(entries) > PAGE else None)
 
 
+async def every_open(redis: Redis) -> dict[str, str]:
+    """Every open room: slug -> name."""
+    found: dict[str, str] = await redis.hgetall(_KEY)
+    found.setdefault(DEFAULT_ROOM, DEFAULT_ROOM)
+    return found
+
+
 async def remember(redis: Redis, person: str, slug: str) -> bool:
     """Put the room in the person's own list (the sidebar); True if it was not there."""
     key = person_key(person, "rooms")

@@ -51,6 +51,9 @@ INT_SETTINGS: dict[str, int] = {
     "WS_QUEUE_SIZE": 256,
     "MAX_MESSAGE_CHARS": 4000,
     "HISTORY_MAXLEN": 10000,
+    "HISTORY_KEEP": 5000,
+    "SEARCHES_PER_MINUTE": 60,
+    "EXPORTS_PER_HOUR": 10,
     "SMTP_TIMEOUT_SECONDS": 10,
 }
 
@@ -66,6 +69,8 @@ STR_SETTINGS: dict[str, str] = {
     "ALLOWED_EMAIL_DOMAINS": "",
     "ADMIN_EMAILS": "",
     "LOG_FORMAT": "text",
+    "ARCHIVE_PATH": "",
+    "ARCHIVE_GROUP": "",
 }
 
 BOOL_SETTINGS: dict[str, bool] = {"COOKIE_SECURE": True}

@@ -20,6 +20,16 @@ from tests.support import GENEROUS_LIMITS, Inbox, SmtpServer
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 
 
+@pytest.fixture(autouse=True)
+def own_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every app a test makes archives to a file of its own (apps read CHAT_* variables)."""
+    path = tmp_path / "archive.sqlite3"
+    monkeypatch.setenv("CHAT_ARCHIVE_PATH", str(path))
+    # Its own consumer group too: apps and servers of a run share one Redis.
+    monkeypatch.setenv("CHAT_ARCHIVE_GROUP", f"test-{path.parent.name}")
+    return path
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Redis-compatible server for the whole run (or CHAT_TEST_REDIS_URL)."""

@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -27,6 +28,10 @@ class AppServer:
         self.workers = workers
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        # Its own archive unless the test names one (a test shares one Redis between servers).
+        self.archive_path = Path(
+            settings.get("ARCHIVE_PATH") or Path(tempfile.mkdtemp(prefix="archive-")) / "a.sqlite3"
+        )
 
     @property
     def url(self) -> str:
@@ -44,6 +49,8 @@ class AppServer:
                 for k, v in self.settings.items()
             }
         )
+        env["CHAT_ARCHIVE_PATH"] = str(self.archive_path)
+        env.setdefault("CHAT_ARCHIVE_GROUP", f"server-{self.archive_path.parent.name}")
         return env
 
     def launch(self) -> None:

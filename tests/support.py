@@ -28,6 +28,8 @@ GENEROUS_LIMITS: dict[str, Any] = {
     "CODE_CHECKS_PER_MINUTE": 100_000,
     "CODE_RESEND_SECONDS": 1,
     "ROOMS_PER_PERSON_PER_HOUR": 1000,
+    "SEARCHES_PER_MINUTE": 100_000,
+    "EXPORTS_PER_HOUR": 100_000,
     # Tests that look for a socket on a given worker open many for one session.
     "WS_MAX_SOCKETS_PER_SESSION": 1000,
     "WS_HANDSHAKES_PER_MINUTE": 10_000,

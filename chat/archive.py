@@ -1,0 +1,337 @@
+"""The durable archive: every message of every room, for good, in one SQLite file per host.
+
+Nothing else in the app touches SQLite: the archiver (chat/archiver.py) writes through
+`Archive.store`, pages, search and export read through the other methods, so a server
+database could replace this module alone. Writes come from one process per host at a time
+(chat/archiver.py holds a lock file); readers in every worker use their own connections (WAL).
+
+A row keeps the stream entry's fields and the message's state as chat/versions.py writes it,
+so an archived message renders exactly like one still in Redis. Its text is indexed twice,
+folded (chat/folding.py): by trigrams, for words of three characters or more and any substring
+in any script, and by words (unicode61, each Chinese, Japanese or Korean character a word of
+its own), for the one- and two-character queries trigrams cannot answer. The indexes hold no
+copy of the text (contentless); a deleted message's text leaves the row and both indexes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from chat import folding
+
+# A row's id orders search results newest first: the message's millisecond times SLOTS, plus
+# the first slot free in that millisecond (rooms are interleaved; a room's order is ms, seq).
+SLOTS = 1024
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+  id INTEGER PRIMARY KEY,
+  room TEXT NOT NULL,
+  ms INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  n INTEGER NOT NULL,
+  person TEXT NOT NULL,
+  who TEXT NOT NULL,
+  fields TEXT NOT NULL,
+  state TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  UNIQUE (room, ms, seq)
+);
+CREATE INDEX IF NOT EXISTS messages_by_author ON messages (who, id);
+CREATE VIRTUAL TABLE IF NOT EXISTS grams USING fts5 (text, content='', tokenize='trigram');
+CREATE VIRTUAL TABLE IF NOT EXISTS words
+  USING fts5 (text, content='', tokenize='unicode61 remove_diacritics 2');
+CREATE TABLE IF NOT EXISTS gaps (
+  room TEXT NOT NULL,
+  after_n INTEGER NOT NULL,
+  missing INTEGER NOT NULL,
+  noticed_ms INTEGER NOT NULL,
+  PRIMARY KEY (room, after_n)
+);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One message as the archive keeps it."""
+
+    room: str
+    id: str  # the stream id, "<ms>-<seq>"
+    fields: dict[str, str]  # the stream entry, without any text
+    state: str  # chat/versions.py's JSON: text, edits, deletion, reactions
+
+    @property
+    def ms(self) -> int:
+        return int(self.id.partition("-")[0])
+
+    @property
+    def seq(self) -> int:
+        return int(self.id.partition("-")[2])
+
+    @property
+    def version(self) -> int:
+        return int(json.loads(self.state).get("v", 0))
+
+
+@dataclass(frozen=True)
+class Hit:
+    row: int  # the cursor for "More results"
+    entry: Entry
+
+
+def _body(state: str) -> str:
+    parsed = json.loads(state)
+    return "" if parsed.get("d") else str(parsed.get("b", ""))
+
+
+class Archive:
+    """One archive file; each thread that uses it gets its own connection."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._set_up = False
+        self._setting_up = threading.Lock()
+
+    def connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            self._set_up_once()
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable at each checkpoint, never torn
+            self._local.db = db
+        return db
+
+    def _set_up_once(self) -> None:
+        """WAL mode and the tables, once per process. Switching to WAL takes the file for
+        itself without waiting for others (no busy timeout), so a few tries may be needed
+        when several workers start at once."""
+        with self._setting_up:
+            if self._set_up:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            for attempt in range(100):
+                try:
+                    with contextlib.closing(
+                        sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                    ) as db:
+                        db.execute("PRAGMA journal_mode=WAL")
+                        db.executescript(_SCHEMA)
+                    break
+                except sqlite3.OperationalError as error:
+                    if "locked" not in str(error) or attempt == 99:
+                        raise
+                    time.sleep(0.05)
+            self._set_up = True
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # Writing: the archiver only.
+
+    def store(self, entries: Sequence[Entry], changed: Sequence[Entry]) -> int:
+        """Add new messages and apply newer versions of archived ones, in one transaction.
+        A message already archived is not written again. Returns how many were added."""
+        db = self.connection()
+        added = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for entry in entries:
+                added += self._add(db, entry)
+            for entry in changed:
+                self._update(db, entry)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return added
+
+    def _add(self, db: sqlite3.Connection, entry: Entry) -> int:
+        known = db.execute(
+            "SELECT id FROM messages WHERE room = ? AND ms = ? AND seq = ?",
+            (entry.room, entry.ms, entry.seq),
+        ).fetchone()
+        if known:
+            self._update(db, entry)
+            return 0
+        base = entry.ms * SLOTS
+        (top,) = db.execute(
+            "SELECT max(id) FROM messages WHERE id >= ? AND id < ?", (base, base + SLOTS)
+        ).fetchone()
+        row = base if top is None else top + 1
+        while db.execute("SELECT 1 FROM messages WHERE id = ?", (row,)).fetchone():
+            row += 1  # more than SLOTS messages in one millisecond: borrow the next one's
+        db.execute(
+            "INSERT INTO messages (id, room, ms, seq, n, person, who, fields, state, version)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row,
+                entry.room,
+                entry.ms,
+                entry.seq,
+                int(entry.fields.get("n") or 0),
+                entry.fields.get("pid", ""),
+                folding.fold(entry.fields.get("name", "")),
+                json.dumps(entry.fields, ensure_ascii=False),
+                entry.state,
+                entry.version,
+            ),
+        )
+        self._index(db, row, _body(entry.state))
+        return 1
+
+    def _update(self, db: sqlite3.Connection, entry: Entry) -> None:
+        found = db.execute(
+            "SELECT id, state, version FROM messages WHERE room = ? AND ms = ? AND seq = ?",
+            (entry.room, entry.ms, entry.seq),
+        ).fetchone()
+        if found is None or found[2] >= entry.version:
+            return  # not archived (trimmed before it was read), or this is no newer
+        row, old_state, _ = found
+        self._unindex(db, row, _body(old_state))
+        db.execute(
+            "UPDATE messages SET state = ?, version = ? WHERE id = ?",
+            (entry.state, entry.version, row),
+        )
+        self._index(db, row, _body(entry.state))
+
+    def _index(self, db: sqlite3.Connection, row: int, body: str) -> None:
+        if body:
+            db.execute("INSERT INTO grams (rowid, text) VALUES (?, ?)", (row, folding.fold(body)))
+            db.execute("INSERT INTO words (rowid, text) VALUES (?, ?)", (row, folding.spaced(body)))
+
+    def _unindex(self, db: sqlite3.Connection, row: int, body: str) -> None:
+        # Contentless tables forget a row only when told the exact text it was indexed with.
+        if body:
+            db.execute(
+                "INSERT INTO grams (grams, rowid, text) VALUES ('delete', ?, ?)",
+                (row, folding.fold(body)),
+            )
+            db.execute(
+                "INSERT INTO words (words, rowid, text) VALUES ('delete', ?, ?)",
+                (row, folding.spaced(body)),
+            )
+
+    def note_gap(self, room: str, after_n: int, missing: int, now_ms: int) -> None:
+        self.connection().execute(
+            "INSERT OR IGNORE INTO gaps (room, after_n, missing, noticed_ms) VALUES (?, ?, ?, ?)",
+            (room, after_n, missing, now_ms),
+        )
+
+    def last_number(self, room: str) -> int:
+        """The room's highest message number archived (0: none)."""
+        (top,) = (
+            self.connection()
+            .execute("SELECT max(n) FROM messages WHERE room = ?", (room,))
+            .fetchone()
+        )
+        return int(top or 0)
+
+    # Reading: any worker.
+
+    def before(self, room: str, entry_id: tuple[int, int], limit: int) -> list[Entry]:
+        """Up to `limit` messages before this id, newest first."""
+        rows = self.connection().execute(
+            "SELECT ms, seq, fields, state FROM messages WHERE room = ? AND (ms, seq) < (?, ?)"
+            " ORDER BY ms DESC, seq DESC LIMIT ?",
+            (room, *entry_id, limit),
+        )
+        return [_entry(room, *row) for row in rows]
+
+    def after(self, room: str, entry_id: tuple[int, int], limit: int) -> list[Entry]:
+        """Up to `limit` messages after this id, oldest first."""
+        rows = self.connection().execute(
+            "SELECT ms, seq, fields, state FROM messages WHERE room = ? AND (ms, seq) > (?, ?)"
+            " ORDER BY ms, seq LIMIT ?",
+            (room, *entry_id, limit),
+        )
+        return [_entry(room, *row) for row in rows]
+
+    def everything(self, room: str, batch: int = 1000) -> Iterator[Entry]:
+        """The room's messages in order, read a batch at a time (an export)."""
+        last = (-1, -1)
+        while True:
+            found = self.after(room, last, batch)
+            yield from found
+            if len(found) < batch:
+                return
+            last = (found[-1].ms, found[-1].seq)
+
+    def search(
+        self,
+        rooms: Sequence[str],
+        long_terms: Sequence[str],
+        short_terms: Sequence[str],
+        author: str | None,
+        before_row: int | None,
+        limit: int,
+    ) -> list[Hit]:
+        """Messages in these rooms holding every term, newest first, below `before_row`.
+
+        `long_terms` are folded substrings of three characters or more (trigram index),
+        `short_terms` folded words of one or two characters (word index)."""
+        if not rooms or not (long_terms or short_terms):
+            return []
+        conditions = [f"m.room IN ({','.join('?' * len(rooms))})"]
+        args: list[object] = [*rooms]
+        if long_terms:
+            source = "grams JOIN messages m ON m.id = grams.rowid"
+            conditions.insert(0, "grams MATCH ?")
+            args.insert(0, " AND ".join(_phrase(term) for term in long_terms))
+            order = "grams.rowid"
+            if short_terms:
+                conditions.append("m.id IN (SELECT rowid FROM words WHERE words MATCH ?)")
+                args.append(" AND ".join(_phrase(term) for term in short_terms))
+        else:
+            source = "words JOIN messages m ON m.id = words.rowid"
+            conditions.insert(0, "words MATCH ?")
+            args.insert(0, " AND ".join(_phrase(term) for term in short_terms))
+            order = "words.rowid"
+        if author is not None:
+            conditions.append("(m.who = ? OR m.who LIKE ? ESCAPE '\\')")
+            args += [author, _like_prefix(author + " ")]
+        if before_row is not None:
+            conditions.append(f"{order} < ?")
+            args.append(before_row)
+        # Only fixed fragments and "?" placeholders are joined here; every value is a parameter.
+        sql = (
+            f"SELECT m.id, m.room, m.ms, m.seq, m.fields, m.state FROM {source}"  # noqa: S608
+            f" WHERE {' AND '.join(conditions)} ORDER BY {order} DESC LIMIT ?"
+        )
+        rows = self.connection().execute(sql, (*args, limit))
+        return [
+            Hit(row, _entry(room, ms, seq, fields, state))
+            for row, room, ms, seq, fields, state in rows
+        ]
+
+    def gaps(self) -> tuple[int, int]:
+        """How many gaps were noticed, and how many messages they lost."""
+        count, missing = (
+            self.connection()
+            .execute("SELECT count(*), coalesce(sum(missing), 0) FROM gaps")
+            .fetchone()
+        )
+        return int(count), int(missing)
+
+
+def _entry(room: str, ms: int, seq: int, fields: str, state: str) -> Entry:
+    return Entry(room, f"{ms}-{seq}", json.loads(fields), state)
+
+
+def _phrase(term: str) -> str:
+    """A term as an FTS5 string: whatever it holds is text to find, never query syntax."""
+    return '"' + term.replace('"', '""') + '"'
+
+
+def _like_prefix(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
