@@ -185,6 +185,7 @@ def server_settings(redis_url: str, smtp_url: str, **overrides: Any) -> dict[str
         "WS_MAX_SOCKETS_PER_SESSION": 1000,
         "WS_HANDSHAKES_PER_MINUTE": 1_000_000,  # each load-generator session opens many sockets
         "HISTORY_MAXLEN": 1_000_000,  # keep every message, so the bench can count what was stored
+        "HISTORY_KEEP": 1_000_000,  # also once archived (each server archives to a temp file)
         "MENTION_EMAIL_DELAY_SECONDS": 600,  # as shipped (the tests' limits turn it off)
         **overrides,
     }

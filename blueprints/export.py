@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from urllib.parse import quote
 
 from quart import (
     Blueprint,
@@ -79,7 +80,15 @@ async def download(slug: str, fmt: str) -> Response:
         lines(),
         mimetype=FORMATS[fmt],
         headers={
-            "Content-Disposition": f'attachment; filename="{slug}-history.{fmt}"',
+            "Content-Disposition": _attachment(f"{slug}-history.{fmt}"),
             "Cache-Control": "private, no-store",
         },
     )
+
+
+def _attachment(filename: str) -> str:
+    """A download's name; a room named in any script keeps its name (RFC 6266 filename*)."""
+    if filename.isascii():
+        return f'attachment; filename="{filename}"'
+    fallback = "room-history." + filename.rpartition(".")[2]
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,22 @@ class AppServer:
         if self.process is None:
             return None
         return stop_process(self.process, timeout)
+
+    def forget_history(self) -> None:
+        """Empty the server's archive (tests that share a server flush Redis between them;
+        the archive would otherwise serve one test's messages below the next one's)."""
+        for _ in range(2):  # again after a batch read before the flush could have landed
+            if self.archive_path.exists():
+                with (
+                    contextlib.closing(sqlite3.connect(self.archive_path, timeout=10)) as db,
+                    contextlib.suppress(sqlite3.OperationalError),  # no tables yet
+                ):
+                    db.execute("DELETE FROM messages")
+                    db.execute("INSERT INTO grams (grams) VALUES ('delete-all')")
+                    db.execute("INSERT INTO words (words) VALUES ('delete-all')")
+                    db.execute("DELETE FROM gaps")
+                    db.commit()
+            time.sleep(0.2)
 
     def worker_pids(self) -> list[int]:
         """The supervisor's worker processes (not multiprocessing's resource tracker)."""

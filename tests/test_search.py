@@ -205,6 +205,15 @@ async def test_export_downloads_the_whole_room(
     admin = await signed_in_client(app, inbox, "admin@example.org")
     assert (await admin.get(f"/rooms/{secret}/export.txt")).status_code == 200
     assert (await reader.get("/rooms/general/export.exe")).status_code == 404
+    # A room named in Chinese downloads under its name.
+    made = await ada.post("/rooms", form={"name": "技术讨论"})
+    slug = made.headers["Location"].removeprefix("/rooms/")
+    response = await ada.get(f"/rooms/{slug}/export.txt")
+    assert response.status_code == 200
+    assert response.headers["Content-Disposition"] == (
+        'attachment; filename="room-history.txt"; '
+        "filename*=UTF-8''%E6%8A%80%E6%9C%AF%E8%AE%A8%E8%AE%BA-history.txt"
+    )
 
 
 async def test_searches_and_exports_are_rate_limited_per_person(

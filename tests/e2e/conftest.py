@@ -6,6 +6,7 @@ and dialogs; a test that caused any of them fails in its teardown.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
@@ -108,7 +109,9 @@ async def browser() -> AsyncIterator[Browser]:
 async def cast(
     browser: Browser, app_server: AppServer, redis_url: str, smtp_server: SmtpServer
 ) -> AsyncIterator[Cast]:
-    """People with their own browser contexts, on an emptied Redis; checked for errors after."""
+    """People with their own browser contexts, on an emptied Redis and archive; checked for
+    errors after."""
+    await asyncio.to_thread(app_server.forget_history)
     people = Cast(browser, app_server.url, smtp_server.inbox)
     try:
         yield people
