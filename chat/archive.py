@@ -171,6 +171,7 @@ class Archive:
         row = base if top is None else top + 1
         while db.execute("SELECT 1 FROM messages WHERE id = ?", (row,)).fetchone():
             row += 1  # more than SLOTS messages in one millisecond: borrow the next one's
+        state = json.loads(entry.state)
         db.execute(
             "INSERT INTO messages (id, room, ms, seq, n, person, who, fields, state, version)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -184,10 +185,10 @@ class Archive:
                 folding.fold(entry.fields.get("name", "")),
                 json.dumps(entry.fields, ensure_ascii=False),
                 entry.state,
-                entry.version,
+                int(state.get("v", 0)),
             ),
         )
-        self._index(db, row, _body(entry.state))
+        self._index(db, row, "" if state.get("d") else str(state.get("b", "")))
         return 1
 
     def _update(self, db: sqlite3.Connection, entry: Entry) -> None:
@@ -207,19 +208,23 @@ class Archive:
 
     def _index(self, db: sqlite3.Connection, row: int, body: str) -> None:
         if body:
-            db.execute("INSERT INTO grams (rowid, text) VALUES (?, ?)", (row, folding.fold(body)))
-            db.execute("INSERT INTO words (rowid, text) VALUES (?, ?)", (row, folding.spaced(body)))
+            folded = folding.fold(body)
+            db.execute("INSERT INTO grams (rowid, text) VALUES (?, ?)", (row, folded))
+            db.execute(
+                "INSERT INTO words (rowid, text) VALUES (?, ?)",
+                (row, folding.spaced_folded(folded)),
+            )
 
     def _unindex(self, db: sqlite3.Connection, row: int, body: str) -> None:
         # Contentless tables forget a row only when told the exact text it was indexed with.
         if body:
+            folded = folding.fold(body)
             db.execute(
-                "INSERT INTO grams (grams, rowid, text) VALUES ('delete', ?, ?)",
-                (row, folding.fold(body)),
+                "INSERT INTO grams (grams, rowid, text) VALUES ('delete', ?, ?)", (row, folded)
             )
             db.execute(
                 "INSERT INTO words (words, rowid, text) VALUES ('delete', ?, ?)",
-                (row, folding.spaced(body)),
+                (row, folding.spaced_folded(folded)),
             )
 
     def note_gap(self, room: str, after_n: int, missing: int, now_ms: int) -> None:

@@ -64,6 +64,11 @@ def parse(raw: str) -> Query:
             author = folding.fold(" ".join(value.split())).lstrip("@")
         else:
             _add_term(value, long_terms, short_terms)
+    if short_terms and all(folding.only_cjk(term) for term in long_terms):
+        # Chinese words are exact phrases in the word index too: one index answers the whole
+        # query (joining the two costs 50-180 ms on a million messages; this, about 1 ms).
+        short_terms += [" ".join(folding.spaced_folded(term).split()) for term in long_terms]
+        long_terms = []
     return Query(
         text,
         tuple(dict.fromkeys(long_terms))[:MAX_TERMS],
@@ -78,7 +83,7 @@ def _add_term(value: str, long_terms: list[str], short_terms: list[str]) -> None
     if len(folded) >= 3:
         long_terms.append(folded)
     elif any(c.isalnum() for c in folded):  # the word index has no punctuation to find
-        short_terms.append(" ".join(folding.spaced(folded).split()))
+        short_terms.append(" ".join(folding.spaced_folded(folded).split()))
 
 
 def parse_cursor(raw: str | None) -> int | None:

@@ -62,6 +62,8 @@ async def test_search_finds_english_and_chinese_words_and_marks_them(
         ("会", [ids[2]]),  # one
         ("ok", [ids[4]]),  # a short English word
         ("release friday", [ids[3]]),
+        ("图书馆 明天", [ids[1]]),  # three and two characters: one index answers both
+        ("会议 你好", [ids[2]]),
         ("e", []),  # one letter in no word on its own
         ("nothing like this", []),
     ]:
