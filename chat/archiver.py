@@ -45,6 +45,7 @@ CONSUMER = "archiver"
 BATCH = 500  # entries per stream per read
 KEYS_PER_READ = 200  # streams per XREADGROUP call
 BLOCK_MS = 1000
+GATHER_SECONDS = 0.25  # how long a new message may wait to be archived (searchable)
 REFRESH_SECONDS = 2.0
 LOCK_RETRY_SECONDS = 2.0
 WRITE_RETRY_SECONDS = 10.0
@@ -192,8 +193,10 @@ class Archiver:
             got = 0
             for chunk in chunks:
                 got += await self._read({stream: ">" for stream in chunk}, block=block)
-            if not got and block is None:
-                await asyncio.sleep(0.2)
+            if got < BATCH:
+                # Let a batch gather: each costs round trips and a transaction however small,
+                # and this runs in a worker that also serves sockets (bench/REPORT.md).
+                await asyncio.sleep(GATHER_SECONDS)
 
     async def _read(self, streams: dict[str, str], block: int | None) -> int:
         """One XREADGROUP, archived and acknowledged; how many entries it brought."""
