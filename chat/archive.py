@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -84,6 +85,16 @@ class Entry:
 class Hit:
     row: int  # the cursor for "More results"
     entry: Entry
+
+
+@dataclass(frozen=True)
+class Found:
+    hits: list[Hit]
+    stopped_at: int | None  # the time budget ran out here: look further back from this row
+
+
+# How long one page of search may spend checking candidates against its filters.
+SEARCH_BUDGET_SECONDS = 0.025
 
 
 def _body(state: str) -> str:
@@ -280,44 +291,51 @@ class Archive:
         author: str | None,
         before_row: int | None,
         limit: int,
-    ) -> list[Hit]:
+        budget_seconds: float = SEARCH_BUDGET_SECONDS,
+    ) -> Found:
         """Messages in these rooms holding every term, newest first, below `before_row`.
 
         `long_terms` are folded substrings of three characters or more (trigram index),
-        `short_terms` folded words of one or two characters (word index)."""
+        `short_terms` folded words of one or two characters (word index, spaced). One index
+        finds the candidates newest first; rooms, author and, next to long terms, short terms
+        are checked here, row by row, for at most `budget_seconds`: a filter that lets almost
+        nothing through (a room without the word, a misspelt name) then ends the page early
+        with a cursor to look further back, instead of reading every match (bench/REPORT.md).
+        """
         if not rooms or not (long_terms or short_terms):
-            return []
-        conditions = [f"m.room IN ({','.join('?' * len(rooms))})"]
-        args: list[object] = [*rooms]
-        if long_terms:
-            source = "grams JOIN messages m ON m.id = grams.rowid"
-            conditions.insert(0, "grams MATCH ?")
-            args.insert(0, " AND ".join(_phrase(term) for term in long_terms))
-            order = "grams.rowid"
-            if short_terms:
-                conditions.append("m.id IN (SELECT rowid FROM words WHERE words MATCH ?)")
-                args.append(" AND ".join(_phrase(term) for term in short_terms))
-        else:
-            source = "words JOIN messages m ON m.id = words.rowid"
-            conditions.insert(0, "words MATCH ?")
-            args.insert(0, " AND ".join(_phrase(term) for term in short_terms))
-            order = "words.rowid"
-        if author is not None:
-            conditions.append("(m.who = ? OR m.who LIKE ? ESCAPE '\\')")
-            args += [author, _like_prefix(author + " ")]
+            return Found([], None)
+        index = "grams" if long_terms else "words"
+        terms = long_terms or short_terms
+        checked_words = [_word_pattern(term) for term in short_terms] if long_terms else []
+        args: list[object] = [" AND ".join(_phrase(term) for term in terms)]
+        below = ""
         if before_row is not None:
-            conditions.append(f"{order} < ?")
+            below = f" AND {index}.rowid < ?"
             args.append(before_row)
         # Only fixed fragments and "?" placeholders are joined here; every value is a parameter.
         sql = (
-            f"SELECT m.id, m.room, m.ms, m.seq, m.fields, m.state FROM {source}"  # noqa: S608
-            f" WHERE {' AND '.join(conditions)} ORDER BY {order} DESC LIMIT ?"
+            f"SELECT m.id, m.room, m.who, m.ms, m.seq, m.fields, m.state FROM {index}"  # noqa: S608
+            f" JOIN messages m ON m.id = {index}.rowid WHERE {index} MATCH ?{below}"
+            f" ORDER BY {index}.rowid DESC"
         )
-        rows = self.connection().execute(sql, (*args, limit))
-        return [
-            Hit(row, _entry(room, ms, seq, fields, state))
-            for row, room, ms, seq, fields, state in rows
-        ]
+        wanted = set(rooms)
+        deadline = time.monotonic() + budget_seconds
+        hits: list[Hit] = []
+        cursor = self.connection().execute(sql, args)
+        while batch := cursor.fetchmany(256):
+            for row, room, who, ms, seq, fields, state in batch:
+                if room not in wanted or (author is not None and not _by(who, author)):
+                    continue
+                if checked_words and not _has_words(state, checked_words):
+                    continue
+                hits.append(Hit(row, _entry(room, ms, seq, fields, state)))
+                if len(hits) == limit:
+                    cursor.close()
+                    return Found(hits, None)
+            if len(batch) == 256 and time.monotonic() > deadline:  # (a short batch: all read)
+                cursor.close()
+                return Found(hits, batch[-1][0])
+        return Found(hits, None)
 
     def gaps(self) -> tuple[int, int]:
         """How many gaps were noticed, and how many messages they lost."""
@@ -338,5 +356,21 @@ def _phrase(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
-def _like_prefix(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+def _by(who: str, author: str) -> bool:
+    """Is `who` (a folded name) this author: the same, or starting with it as whole words?"""
+    return who == author or who.startswith(author + " ")
+
+
+def _word_pattern(term: str) -> re.Pattern[str]:
+    """A spaced word-index term as a regular expression over folded text (whole words)."""
+    words = term.split()
+    body = r"[\W_]*".join(re.escape(word) for word in words)
+    # Each CJK character is a word of its own: no boundary needed around one.
+    start = "" if folding.only_cjk(words[0][0]) else r"(?<![^\W_])"
+    end = "" if folding.only_cjk(words[-1][-1]) else r"(?![^\W_])"
+    return re.compile(start + body + end)
+
+
+def _has_words(state: str, patterns: list[re.Pattern[str]]) -> bool:
+    folded = folding.fold(_body(state))
+    return all(pattern.search(folded) for pattern in patterns)

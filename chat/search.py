@@ -106,6 +106,7 @@ class Result:
 class Results:
     found: list[Result]
     more: int | None  # the cursor of "More results"
+    stopped_early: bool = False  # the page's time ran out before it was full
 
 
 async def search(
@@ -121,7 +122,7 @@ async def search(
     rooms = await membership.readable_rooms(redis, person)
     wanted = [query.room] if query.room else list(rooms)
     slugs = [slug for slug in wanted if slug in rooms]
-    hits = await archiver.read_or_refuse(
+    found = await archiver.read_or_refuse(
         "search",
         slugs,
         list(query.long_terms),
@@ -130,11 +131,15 @@ async def search(
         before,
         PER_PAGE + 1,
     )
-    found = []
-    for hit in hits[:PER_PAGE]:
+    results = []
+    for hit in found.hits[:PER_PAGE]:
         message = versions.applied(
             Message.from_entry(hit.entry.id, hit.entry.fields), hit.entry.state
         )
         snippet = folding.marked(message.body, query.marks)
-        found.append(Result(hit.entry.room, rooms[hit.entry.room], message, snippet))
-    return Results(found, hits[PER_PAGE - 1].row if len(hits) > PER_PAGE else None)
+        results.append(Result(hit.entry.room, rooms[hit.entry.room], message, snippet))
+    if len(found.hits) > PER_PAGE:
+        return Results(results, found.hits[PER_PAGE - 1].row)
+    if found.stopped_at is not None:
+        return Results(results, found.stopped_at, stopped_early=True)
+    return Results(results, None)

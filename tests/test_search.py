@@ -11,7 +11,8 @@ from typing import Any
 from quart import Quart
 from redis import Redis
 
-from chat import membership
+from chat import membership, versions
+from chat.archive import Archive, Entry
 from chat.messages import Author, post_message
 from tests.conftest import text_of
 from tests.support import Inbox
@@ -64,6 +65,9 @@ async def test_search_finds_english_and_chinese_words_and_marks_them(
         ("会", [ids[2]]),  # one
         ("ok", [ids[4]]),  # a short English word
         ("release friday", [ids[3]]),
+        ("then ok", [ids[4]]),  # a long word and a short one: whole words only
+        ("nine at", [ids[0]]),
+        ("nine a", []),
         ("图书馆 明天", [ids[1]]),  # three and two characters: one index answers both
         ("会议 你好", [ids[2]]),
         ("e", []),  # one letter in no word on its own
@@ -236,3 +240,25 @@ async def test_searches_and_exports_are_rate_limited_per_person(
     assert downloads == [200, 200, 429]
     refused = await reader.get("/rooms/general/export.jsonl")
     assert "export 2 times an hour" in text_of(await refused.get_data(as_text=True))
+
+
+def test_a_page_out_of_time_says_where_to_look_further(tmp_path: Path) -> None:
+    """A filter that lets almost nothing through ends the page early with a cursor."""
+    archive = Archive(tmp_path / "a.sqlite3")
+    fields = {"name": "Bob", "pid": "p-bob", "ts": "0"}
+    older = [Entry("mine", "999-0", {**fields, "n": "1"}, versions.first_text("word mine"))]
+    newer = [
+        Entry(
+            "other", f"{1000 + i}-0", {**fields, "n": str(i + 1)}, versions.first_text(f"word {i}")
+        )
+        for i in range(600)
+    ]
+    archive.store(older + newer, [])
+    found = archive.search(["mine"], ["word"], [], None, None, 21, budget_seconds=0)
+    assert found.hits == [] and found.stopped_at is not None
+    hits, pages = [], 1
+    while found.stopped_at is not None:
+        found = archive.search(["mine"], ["word"], [], None, found.stopped_at, 21, budget_seconds=0)
+        hits += found.hits
+        pages += 1
+    assert [hit.entry.id for hit in hits] == ["999-0"] and pages == 3  # 256 rows a look
