@@ -245,13 +245,17 @@ class Archive:
         )
 
     def last_number(self, room: str) -> int:
-        """The room's highest message number archived (0: none)."""
-        (top,) = (
+        """The room's latest message number archived (0: none)."""
+        # The newest message's number (no index covers n; this one reads one row): after a
+        # room's numbers restarted (Redis lost its data) it is the right base for gaps too.
+        found = (
             self.connection()
-            .execute("SELECT max(n) FROM messages WHERE room = ?", (room,))
+            .execute(
+                "SELECT n FROM messages WHERE room = ? ORDER BY ms DESC, seq DESC LIMIT 1", (room,)
+            )
             .fetchone()
         )
-        return int(top or 0)
+        return int(found[0]) if found else 0
 
     # Reading: any worker.
 
@@ -322,7 +326,8 @@ class Archive:
         deadline = time.monotonic() + budget_seconds
         hits: list[Hit] = []
         cursor = self.connection().execute(sql, args)
-        while batch := cursor.fetchmany(256):
+        size = 32  # most pages fill from the first few candidates
+        while batch := cursor.fetchmany(size):
             for row, room, who, ms, seq, fields, state in batch:
                 if room not in wanted or (author is not None and not _by(who, author)):
                     continue
@@ -332,9 +337,10 @@ class Archive:
                 if len(hits) == limit:
                     cursor.close()
                     return Found(hits, None)
-            if len(batch) == 256 and time.monotonic() > deadline:  # (a short batch: all read)
+            if len(batch) == size and time.monotonic() > deadline:  # (a short batch: all read)
                 cursor.close()
                 return Found(hits, batch[-1][0])
+            size = 256
         return Found(hits, None)
 
     def gaps(self) -> tuple[int, int]:

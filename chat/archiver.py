@@ -43,6 +43,7 @@ ARCHIVE_DOWN = (sqlite3.Error, OSError)
 ARCHIVED_STREAMS = "archive:streams"
 CONSUMER = "archiver"
 BATCH = 500  # entries per stream per read
+MAX_PER_READ = 2000
 KEYS_PER_READ = 200  # streams per XREADGROUP call
 BLOCK_MS = 1000
 GATHER_SECONDS = 0.25  # how long a new message may wait to be archived (searchable)
@@ -193,7 +194,7 @@ class Archiver:
             got = 0
             for chunk in chunks:
                 got += await self._read({stream: ">" for stream in chunk}, block=block)
-            if got < BATCH:
+            if got < MAX_PER_READ // 4:
                 # Let a batch gather: each costs round trips and a transaction however small,
                 # and this runs in a worker that also serves sockets (bench/REPORT.md).
                 await asyncio.sleep(GATHER_SECONDS)
@@ -201,8 +202,10 @@ class Archiver:
     async def _read(self, streams: dict[str, str], block: int | None) -> int:
         """One XREADGROUP, archived and acknowledged; how many entries it brought."""
         try:
+            # At most about MAX_PER_READ entries in one read (and one transaction).
+            count = max(10, min(BATCH, MAX_PER_READ // len(streams)))
             replies = await self.redis.xreadgroup(
-                self.group, CONSUMER, streams, count=BATCH, block=block
+                self.group, CONSUMER, streams, count=count, block=block
             )
         except ResponseError as error:
             if "NOGROUP" not in str(error):
