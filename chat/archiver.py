@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
-from quart import Quart
+from quart import Quart, current_app
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -86,16 +86,12 @@ def slug_of(stream: str) -> str:
 
 
 def archive(app: Quart | None = None) -> Archive:
-    from quart import current_app
-
     return (app or current_app).extensions["archive"]  # type: ignore[no-any-return]
 
 
 async def read(method: str, *args: Any, app: Quart | None = None) -> Any:
     """Call one of the archive's reading methods off the event loop (ARCHIVE_DOWN if the
     file cannot be read)."""
-    from quart import current_app
-
     found = archive(app)
     pool: ThreadPoolExecutor = (app or current_app).extensions["archive_readers"]
     return await asyncio.get_running_loop().run_in_executor(

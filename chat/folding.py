@@ -34,10 +34,6 @@ def fold(text: str) -> str:
     return unicodedata.normalize("NFKD", text).casefold().translate(_combining())
 
 
-def fold_char(char: str) -> str:
-    return fold(char)
-
-
 def spaced(text: str) -> str:
     """Folded, with every CJK character standing apart (the word index's input)."""
     return spaced_folded(fold(text))
@@ -60,7 +56,7 @@ def marked(text: str, terms: list[str], width: int = 160) -> list[tuple[str, boo
     folded: list[str] = []
     owner: list[int] = []  # folded position -> original position
     for index, char in enumerate(text):
-        for piece in fold_char(char):
+        for piece in fold(char):
             folded.append(piece)
             owner.append(index)
     haystack = "".join(folded)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import json
+import logging
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any
@@ -114,3 +117,14 @@ def stored_messages(redis: Any, slug: str = "general") -> list[dict[str, str]]:
 
 def stored_bodies(redis: Any, slug: str = "general") -> list[str]:
     return [message["body"] for message in stored_messages(redis, slug)]
+
+
+@contextlib.contextmanager
+def chat_log(caplog: Any, name: str) -> Iterator[Any]:
+    """What one of the app's loggers says (the "chat" logger does not propagate to the root)."""
+    logger = logging.getLogger(name)
+    logger.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from redis import Redis
 from chat import archiver, changes, membership, store
 from chat.archive import Archive
 from chat.messages import Author, post_message
-from tests.support import Inbox
+from tests.support import Inbox, chat_log
 from tests.test_live import signed_in_client
 
 ADA = Author("p-ada", "Ada", "ada@example.org", "s-ada")
@@ -26,11 +25,9 @@ ADA = Author("p-ada", "Ada", "ada@example.org", "s-ada")
 
 @pytest.fixture
 def archive_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """What chat.archive logs (the app's "chat" logger does not propagate to the root)."""
-    logger = logging.getLogger("chat.archive")
-    logger.addHandler(caplog.handler)
-    yield caplog
-    logger.removeHandler(caplog.handler)
+    """What chat.archive logs."""
+    with chat_log(caplog, "chat.archive") as log:
+        yield log
 
 
 async def post_many(app: Quart, count: int, slug: str = "general", start: int = 0) -> list[str]:

@@ -6,18 +6,17 @@ import asyncio
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from quart import Quart
 from redis import Redis
 
 from chat.embedded_redis import EmbeddedRedis
-from tests.conftest import SECRET
 from tests.servers import AppServer
-from tests.support import GENEROUS_LIMITS, Inbox, SmtpServer
+from tests.support import Inbox, SmtpServer
 from tests.test_archive import archived, post_many, wait_archived
-from tests.test_faults import running_redis, wait_ready
+from tests.test_faults import faulty_app, own_redis, wait_ready  # noqa: F401 (fixtures)
 from tests.test_server import server_settings, sign_in_http
 
 pytestmark = pytest.mark.slow
@@ -80,34 +79,19 @@ async def test_killing_the_archiving_worker_loses_and_repeats_nothing(
         await asyncio.to_thread(server.stop)
 
 
-@pytest.fixture
-def restartable_redis(tmp_path: Path) -> Any:
-    yield from running_redis(tmp_path / "redis", appendonly=True)
-
-
 async def test_a_redis_restart_loses_and_repeats_nothing(
-    restartable_redis: EmbeddedRedis, smtp_server: SmtpServer, own_archive: Path
+    faulty_app: Quart,  # noqa: F811 (tests/test_faults.py's fixtures)
+    own_redis: EmbeddedRedis,  # noqa: F811
+    own_archive: Path,
 ) -> None:
-    from app import create_app
-
-    app = create_app(
-        {
-            "REDIS_URL": restartable_redis.url,
-            "SMTP_URL": smtp_server.url,
-            "SECRET_KEY": SECRET,
-            "COOKIE_SECURE": False,
-            **GENEROUS_LIMITS,
-        }
-    )
-    async with app.test_app():
-        ids = await post_many(app, 200)
-        await asyncio.to_thread(restartable_redis.stop)
-        await asyncio.sleep(1.5)  # the archiver notices
-        await asyncio.to_thread(restartable_redis.start)
-        await wait_ready(app.test_client())
-        ids += await post_many(app, 200, start=200)
-        await wait_archived(own_archive, 400, timeout=30)
+    ids = await post_many(faulty_app, 200)
+    await asyncio.to_thread(own_redis.stop)
+    await asyncio.sleep(1.5)  # the archiver notices
+    await asyncio.to_thread(own_redis.start)
+    await wait_ready(faulty_app.test_client())
+    ids += await post_many(faulty_app, 200, start=200)
+    await wait_archived(own_archive, 400, timeout=30)
     assert [entry_id for entry_id, _ in archived(own_archive)] == ids
-    with Redis.from_url(restartable_redis.url, decode_responses=True) as redis:
+    with Redis.from_url(own_redis.url, decode_responses=True) as redis:
         group = redis.xinfo_groups("stream:general")[0]
         assert group["pending"] == 0

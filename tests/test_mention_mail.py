@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import logging
 import secrets
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from chat.history import stream_key
 from chat.i18n import Variant
 from chat.mention_mail import DUE, LEASED, Missed
 from tests.servers import AppServer
-from tests.support import Inbox, SmtpServer, stored_messages
+from tests.support import Inbox, SmtpServer, chat_log, stored_messages
 from tests.test_live import signed_in_client
 from tests.test_server import server_settings, sign_in_http, wait_for_text
 
@@ -112,11 +111,9 @@ async def test_the_email_speaks_the_persons_language_and_zone_and_skips_what_it_
 
 @pytest.fixture
 def mail_log(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    """What chat.mention_mail logs (the app's "chat" logger does not propagate to the root)."""
-    logger = logging.getLogger("chat.mention_mail")
-    logger.addHandler(caplog.handler)
-    yield caplog
-    logger.removeHandler(caplog.handler)
+    """What chat.mention_mail logs."""
+    with chat_log(caplog, "chat.mention_mail") as log:
+        yield log
 
 
 async def bob_of(app: Quart) -> str:
