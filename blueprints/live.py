@@ -228,13 +228,15 @@ class RoomSocket:
         typists.board(current_app).leave(self.slug, self.socket_id)
         if "redis" in current_app.extensions:
             with contextlib.suppress(*store.REDIS_DOWN):
+                # First: a tab closed and opened again at once must find its allowance back.
+                await sessions.release_socket(store.redis(), self.session.id, self.socket_id)
+            with contextlib.suppress(*store.REDIS_DOWN):
                 await self.typing.stopped()
         if self.sidebar is not None:
             await self.sidebar.stop()
         if "redis" not in current_app.extensions:
             return  # shutting down: the presence entry expires by itself
         try:
-            await sessions.release_socket(store.redis(), self.session.id, self.socket_id)
             if self.close_code == CLOSE_RESTART:
                 # Not a departure: the browser reconnects to another worker at once. The entry
                 # expires (30 s) and the sweep says "left" only if it never came back.

@@ -308,7 +308,9 @@ def init_app(app: Quart) -> None:
                         log.error("archive: cannot write to %s: %s", path, error)
                         await asyncio.sleep(WRITE_RETRY_SECONDS)
                     finally:
-                        archiver.writer.shutdown(wait=True)
+                        # The lock is let go only once a write under way has ended; waiting
+                        # for it must not stop the event loop (a shutdown has more to do).
+                        await asyncio.shield(asyncio.to_thread(archiver.writer.shutdown))
             await asyncio.sleep(LOCK_RETRY_SECONDS)
 
     tasks.run_while_serving(app, archive_while_holding_the_lock)

@@ -263,7 +263,9 @@ async def test_history_paging(app: Quart, inbox: Inbox, redis_sync: Redis) -> No
     assert "This is the beginning of the room." in older
 
 
-async def test_sockets_per_session_are_capped(make_app: Any, inbox: Inbox) -> None:
+async def test_sockets_per_session_are_capped(
+    make_app: Any, inbox: Inbox, redis_sync: Redis
+) -> None:
     app = await make_app(WS_MAX_SOCKETS_PER_SESSION=2)
     alice = await signed_in_client(app, inbox, "alice@example.org")
     async with (
@@ -280,6 +282,10 @@ async def test_sockets_per_session_are_capped(make_app: Any, inbox: Inbox) -> No
                         frames.append(await three.receive())
             assert closed.value.args[0] == 1008
             assert "Too many open tabs" in "".join(frames)
+    # The server gives a socket's allowance back once it has seen it close.
+    async with asyncio.timeout(5):
+        while any(redis_sync.zcard(key) for key in redis_sync.keys("session-sockets:*")):
+            await asyncio.sleep(0.02)
     async with alice.websocket("/rooms/general/ws") as again:  # the allowance came back
         await receive_until(again, 'id="online"')
 
