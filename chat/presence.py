@@ -10,7 +10,6 @@ never was away, so the room sees neither "left" nor "joined".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Protocol
@@ -18,7 +17,7 @@ from typing import Protocol
 from quart import Quart
 from redis.asyncio import Redis
 
-from chat import people, sessions, store
+from chat import people, sessions, store, tasks
 from chat.sessions import session_key
 
 log = logging.getLogger("chat.presence")
@@ -196,8 +195,7 @@ def init_app(app: Quart) -> None:
         for pending in (task, *local.sweeps):
             pending.cancel()
         for pending in (task, *local.sweeps):
-            with contextlib.suppress(asyncio.CancelledError):
-                await pending
+            await tasks.stop(pending)
 
 
 async def _heartbeats(app: Quart, local: LocalSockets) -> None:

@@ -9,12 +9,24 @@ from typing import Any
 
 from quart import Quart
 
+# How long to wait before cancelling again. A cancellation that lands inside a redis-py call
+# can come out as a connection error, which a loop that waits Redis out handles and goes on:
+# the loop would then never end, and neither would the shutdown.
+CANCEL_AGAIN_SECONDS = 0.5
+
 
 def run_while_serving(app: Quart, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
     @app.while_serving
     async def running():  # type: ignore[no-untyped-def]
         task = asyncio.create_task(loop())
         yield
+        await stop(task)
+
+
+async def stop(task: asyncio.Task[Any]) -> None:
+    """Cancel `task` until it has ended."""
+    while not task.done():
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await asyncio.wait({task}, timeout=CANCEL_AGAIN_SECONDS)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from quart import Quart
+from quart.testing.app import TestApp
 from quart.typing import TestClientProtocol as Client
 from redis import Redis
 
@@ -67,6 +68,7 @@ def smtp_server() -> Iterator[SmtpServer]:
 @pytest.fixture
 def inbox(smtp_server: SmtpServer) -> Inbox:
     smtp_server.inbox.messages.clear()
+    smtp_server.inbox.notices.clear()
     return smtp_server.inbox
 
 
@@ -89,7 +91,9 @@ async def make_app(settings: dict[str, Any]) -> AsyncIterator[Callable[..., Any]
 
     async def start(**overrides: Any) -> Quart:
         app = create_app({**settings, **overrides})
-        context = app.test_app()
+        # Quart's default is 6 s for the whole shutdown: the bus reader and the mention email
+        # round may each take up to 3 s to end, which a loaded 2-core CI machine overran.
+        context = TestApp(app, startup_timeout=30, shutdown_timeout=30)
         await context.__aenter__()
         started.append(context)
         return app
