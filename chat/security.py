@@ -21,6 +21,36 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
+# Powerful browser features a chat never uses, off for the page and anything it could embed.
+# Only features this Chromium knows: an unknown name is a console error on every page.
+PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "bluetooth",
+        "camera",
+        "display-capture",
+        "encrypted-media",
+        "geolocation",
+        "gyroscope",
+        "hid",
+        "idle-detection",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "serial",
+        "usb",
+        "xr-spatial-tracking",
+    )
+)
+# A year, subdomains too: only ever sent over HTTPS (a browser ignores it over http, and a
+# development server on http://127.0.0.1 must not pin itself).
+STRICT_TRANSPORT_SECURITY = "max-age=31536000; includeSubDomains"
+
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Probes reach the app by its internal address (container healthchecks, load balancers);
 # these answer with a status only, so any Host is fine for them.
@@ -93,6 +123,10 @@ def init_app(app: Quart) -> None:
         headers.setdefault("Referrer-Policy", "same-origin")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
+        # The scheme the browser used: with CHAT_PROXY_HOPS, the proxy's X-Forwarded-Proto.
+        if request.scheme == "https":
+            headers.setdefault("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY)
         if response.mimetype == "text/html":
             # Pages are per person and live: never cached, so Back after sign-out shows nothing.
             headers["Cache-Control"] = "no-store"
