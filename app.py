@@ -13,6 +13,7 @@ from quart import Quart
 from quart_auth import QuartAuth
 
 from blueprints import (
+    account,
     admin,
     auth,
     errors,
@@ -31,6 +32,7 @@ from blueprints import (
 from chat import (
     archiver,
     bus,
+    leaving,
     logs,
     mention_mail,
     presence,
@@ -94,6 +96,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     sidebar_hub.init_app(app)
     typists.init_app(app)
     archiver.init_app(app)
+    leaving.init_app(app)
     blueprints = (
         auth,
         rooms,
@@ -106,6 +109,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         lobby,
         health,
         settings,
+        account,
         admin,
         hooks,
     )

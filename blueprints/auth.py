@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
 
 from quart import Blueprint, Response, current_app, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
@@ -13,15 +14,18 @@ from chat import (
     addresses,
     bans,
     codes,
+    i18n,
     mailer,
     membership,
     people,
     sessions,
     signin_limits,
+    signin_notice,
     store,
+    user_agents,
 )
 from chat.codes import Requester, Verdict
-from chat.problems import problem
+from chat.problems import Problem, problem
 from chat.sessions import ChatUser, current_session
 
 bp = Blueprint("auth", __name__)
@@ -63,6 +67,16 @@ def check_policy() -> signin_limits.CheckPolicy:
     )
 
 
+def refusal(verdict: Verdict) -> Problem:
+    """Why a code was not taken, for the person who typed it."""
+    kind = {
+        Verdict.WRONG: "wrong_code",
+        Verdict.EXPIRED: "code_expired",
+        Verdict.LOCKED: "code_locked",
+    }[verdict]
+    return problem(kind)
+
+
 def attempt_token() -> str:
     """The browser's sign-in cookie, if it holds something we could have made."""
     token = request.cookies.get(ATTEMPT_COOKIE, "")
@@ -85,7 +99,8 @@ async def login() -> ResponseReturnValue:
     """The sign-in page: email first."""
     if await current_user.is_authenticated:
         return redirect(url_for("rooms.index"))
-    return await render_template("auth/login.html", form="_email_form.html")
+    left = request.args.get("left") == "1"
+    return await render_template("auth/login.html", form="_email_form.html", left=left)
 
 
 @bp.post("/login")
@@ -180,27 +195,36 @@ async def check_code() -> ResponseReturnValue:
         log.info("sign-in failed: %s", verdict.value)
         if verdict is Verdict.WRONG:
             await signin_limits.record_failure(redis, known, new_address)
-        kind = {
-            Verdict.WRONG: "wrong_code",
-            Verdict.EXPIRED: "code_expired",
-            Verdict.LOCKED: "code_locked",
-        }[verdict]
-        return await step("_code_form.html", 400, email=email, problem=problem(kind))
+        return await step("_code_form.html", 400, email=email, problem=refusal(verdict))
     person = await people.person_for(redis, email)
     await people.list_person(redis, person)
     await membership.accept_invites(redis, store.secret(), person, email)
+    user_agent = user_agents.clean(request.headers.get("User-Agent"))
+    ip = request.remote_addr or ""
     session = await sessions.create(
         redis,
         email,
         person,
         config["SESSION_IDLE_SECONDS"],
         config["MAX_SESSIONS_PER_PERSON"],
+        user_agent=user_agent,
+        ip=ip,
     )
     if await bans.is_banned(redis, email):  # banned while signing in: the ban's sweep missed it
         await sessions.revoke(redis, session.id, person)
         return await step("_email_form.html", 403, email=email, problem=problem("banned"))
     login_user(ChatUser(session.id), remember=True)
     log.info("sign-in succeeded")
+    if not new_address:  # the very first sign-in of an address is no news to its owner
+        current_app.add_background_task(
+            signin_notice.send,
+            current_app._get_current_object(),  # type: ignore[attr-defined]
+            person,
+            user_agent,
+            ip,
+            datetime.now(UTC),
+            i18n.current() or i18n.Variant(),
+        )
     return _go_to(url_for("rooms.index"))
 
 

@@ -1,5 +1,5 @@
-"""Display name, language, time zone and mention emails: the settings page; the language form
-on every page."""
+"""Display name, language, time zone, emails and where one is signed in: the settings page;
+the language form on every page."""
 
 from __future__ import annotations
 
@@ -11,7 +11,17 @@ from quart.typing import ResponseReturnValue
 from quart_auth import login_required
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from chat import i18n, mention_mail, profiles, ratelimit, sessions, sidebar, store
+from chat import (
+    i18n,
+    mention_mail,
+    profiles,
+    ratelimit,
+    sessions,
+    sidebar,
+    signin_notice,
+    store,
+)
+from chat import signed_in as signed_in_list
 from chat.people import person_key
 from chat.problems import Problem, problem
 from chat.sessions import Session, current_session
@@ -26,7 +36,12 @@ RENAMES_PER_HOUR = 10
 @login_required
 async def show() -> str:
     """The settings page: display name, language, time zone, mention emails."""
-    return await _page(await signed_in(), saved=request.args.get("saved") == "1")
+    ended = request.args.get("ended", "")
+    return await _page(
+        await signed_in(),
+        saved=request.args.get("saved") == "1",
+        ended=int(ended) if ended.isascii() and ended.isdigit() and len(ended) < 4 else None,
+    )
 
 
 @bp.post("/settings")
@@ -61,6 +76,8 @@ async def save() -> ResponseReturnValue:
     # older page) leaves the choice as it was.
     if ticks := form.getlist("mention_mail"):
         await mention_mail.set_enabled(store.redis(), session.person, "1" in ticks)
+    if ticks := form.getlist("signin_mail"):
+        await signin_notice.set_enabled(store.redis(), session.person, "1" in ticks)
     return _remember_language(redirect(url_for("settings.show", saved="1"), 303), locale)
 
 
@@ -70,7 +87,9 @@ async def _page(
     saved: bool = False,
     name_refusal: Problem | None = None,
     typed_name: str | None = None,
+    ended: int | None = None,
 ) -> str:
+    redis, max_seconds = store.redis(), current_app.config["SESSION_MAX_SECONDS"]
     return await render_template(
         "settings/index.html",
         session=session,
@@ -78,7 +97,10 @@ async def _page(
         name_problem=name_refusal,
         max_name_chars=profiles.MAX_NAME_CHARS,
         chosen_zone=i18n.known_time_zone(session.time_zone) or i18n.DEFAULT_TIME_ZONE,
-        mention_mail=await mention_mail.enabled(store.redis(), session.person),
+        mention_mail=await mention_mail.enabled(redis, session.person),
+        signin_mail=await signin_notice.enabled(redis, session.person),
+        signed_in=await signed_in_list.listed(redis, session.person, session.id, max_seconds),
+        ended=ended,
         # Zone names in the viewer's language: slow to build once per language, so in a thread.
         time_zones=await asyncio.to_thread(i18n.time_zone_labels, i18n.page_locale()),
         problem=refusal,

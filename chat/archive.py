@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chat import folding
 
@@ -100,6 +101,20 @@ SEARCH_BUDGET_SECONDS = 0.025
 def _body(state: str) -> str:
     parsed = json.loads(state)
     return "" if parsed.get("d") else str(parsed.get("b", ""))
+
+
+def _without(state: dict[str, Any], person: str, theirs: bool) -> dict[str, Any] | None:
+    """A message's state with the person gone: deleted if theirs, else without their
+    reactions; None when there is nothing to change."""
+    if theirs:
+        return None if state.get("d") else {"d": 1}
+    reactions = state.get("r") or {}
+    kept = {e: [w for w in whom if w[0] != person] for e, whom in reactions.items()}
+    kept = {e: whom for e, whom in kept.items() if whom}
+    if kept == reactions:
+        return None
+    now = {k: v for k, v in state.items() if k != "r"}
+    return {**now, "r": kept} if kept else now
 
 
 class Archive:
@@ -237,6 +252,39 @@ class Archive:
                 "INSERT INTO words (words, rowid, text) VALUES ('delete', ?, ?)",
                 (row, folding.spaced_folded(folded)),
             )
+
+    def erase_person(self, person: str) -> int:
+        """A deleted account: each of its messages becomes "Message deleted" (its text leaves
+        the row and both indexes, its author's name the author index) and its reactions are
+        taken back, as newer versions. Reads every row once (a rare event); how many changed."""
+        db = self.connection()
+        changed = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute(
+                "SELECT id, person, state, version FROM messages"
+                " WHERE person = ? OR instr(state, ?) > 0",
+                (person, json.dumps(person)),
+            ).fetchall()
+            for row, author, state, version in rows:
+                now = _without(json.loads(state), person, author == person)
+                if now is None:
+                    continue
+                now["v"] = version + 1
+                text = json.dumps(now, ensure_ascii=False)
+                self._unindex(db, row, _body(state))
+                db.execute(
+                    "UPDATE messages SET state = ?, version = ?,"
+                    " who = CASE WHEN person = ? THEN '' ELSE who END WHERE id = ?",
+                    (text, version + 1, person, row),
+                )
+                self._index(db, row, _body(text))
+                changed += 1
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return changed
 
     def note_gap(self, room: str, after_n: int, missing: int, now_ms: int) -> None:
         self.connection().execute(

@@ -41,6 +41,8 @@ log = logging.getLogger("chat.archive")
 ARCHIVE_DOWN = (sqlite3.Error, OSError)
 
 ARCHIVED_STREAMS = "archive:streams"
+# Deleted accounts (chat/leaving.py): every host's archive erases each person listed here.
+ERASURES = "archive:erasures"
 CONSUMER = "archiver"
 BATCH = 500  # entries per stream per read
 MAX_PER_READ = 2000
@@ -159,10 +161,12 @@ class Archiver:
             await self.redis.sadd(ARCHIVED_STREAMS, *found)
 
     async def _refresh(self) -> None:
-        listed = sorted(await self.redis.smembers(ARCHIVED_STREAMS))
+        listed = [ERASURES, *sorted(await self.redis.smembers(ARCHIVED_STREAMS))]
         for stream in set(listed) - set(self.streams):
             try:
-                await self.redis.xgroup_create(stream, self.group, id="0")
+                await self.redis.xgroup_create(
+                    stream, self.group, id="0", mkstream=stream == ERASURES
+                )
             except ResponseError as error:
                 if "BUSYGROUP" not in str(error):
                     log.warning("archive: cannot follow %s: %s", stream, error)
@@ -215,9 +219,14 @@ class Archiver:
         return sum(len(entries) for _, entries in read)
 
     async def _archive(self, read: list[tuple[str, list[tuple[str, Any]]]]) -> None:
-        new, changed = await self._entries(read)
+        leaving = [
+            f["person"] for s, got in read if s == ERASURES for _, f in got if f.get("person")
+        ]
+        new, changed = await self._entries([(s, got) for s, got in read if s != ERASURES])
         await self._check_numbers(new)
         await self._write(self.archive.store, new, changed)
+        for person in leaving:  # after the batch: what it just added of theirs goes too
+            await self._write(self.archive.erase_person, person)
         async with self.redis.pipeline(transaction=False) as pipe:
             for stream, entries in read:
                 pipe.xack(stream, self.group, *(entry_id for entry_id, _ in entries))

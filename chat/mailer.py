@@ -25,9 +25,10 @@ class NeedsSmtpUtf8(MailError):
 
 
 async def code_email(
-    sender: str, to: str, code: str, ttl_seconds: int, public_url: str
+    sender: str, to: str, code: str, ttl_seconds: int, public_url: str, kind: str = "code"
 ) -> EmailMessage:
-    """The code email, in the language in force (the page that asked for it).
+    """The code email, in the language in force (the page that asked for it): `kind` "code"
+    to sign in, "delete_code" to delete the account (templates/email/<kind>*).
 
     The site's name and link come from CHAT_PUBLIC_URL, never from the request: a forged Host
     header must not be able to put its own name into our mail.
@@ -35,16 +36,16 @@ async def code_email(
     context = {
         "code": code,
         "site": urlsplit(public_url).netloc,
-        "link": f"{public_url}/login",
+        "link": f"{public_url}/login" if kind == "code" else f"{public_url}/settings",
         "minutes": max(1, ttl_seconds // 60),
     }
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
-    message["Subject"] = (await render_fragment("email/code_subject.txt", **context)).strip()
+    message["Subject"] = (await render_fragment(f"email/{kind}_subject.txt", **context)).strip()
     message["Message-ID"] = make_msgid(domain=urlsplit(public_url).hostname or "chat.local")
-    message.set_content(await render_fragment("email/code.txt", **context))
-    message.add_alternative(await render_fragment("email/code.html", **context), subtype="html")
+    message.set_content(await render_fragment(f"email/{kind}.txt", **context))
+    message.add_alternative(await render_fragment(f"email/{kind}.html", **context), subtype="html")
     return message
 
 

@@ -197,6 +197,19 @@ async def leave(redis: Redis, slug: str, person: str) -> None:
     await unread.forget_room(redis, person, slug)
 
 
+async def forget_person(redis: Redis, slug: str, person: str) -> None:
+    """A deleted account: out of the room, and out of its record (a private room's creator,
+    a direct conversation's people: the others see only each other's names there)."""
+    await leave(redis, slug, person)
+    meta = await redis.hgetall(meta_key(slug))
+    if meta.get("creator") == person:
+        await redis.hdel(meta_key(slug), "creator")
+    if meta.get("kind") == DIRECT:
+        people = json.loads(meta.get("people") or "{}")
+        if people.pop(person, None) is not None:
+            await redis.hset(meta_key(slug), "people", json.dumps(people, ensure_ascii=False))
+
+
 async def note_visit(redis: Redis, slug: str, person: str, name: str) -> None:
     """Someone opened an open room: they can be @mentioned in it from now on."""
     await redis.zadd(names_key(slug), {_name_entry(name, person): 0})

@@ -150,6 +150,17 @@ async def directory(
     return rows, (entries[DIRECTORY_PAGE - 1] if len(entries) > DIRECTORY_PAGE else None)
 
 
+async def forget(redis: Redis, person: str, email: str) -> None:
+    """A deleted account: its address no longer leads to the person (signing in with it makes
+    someone new), and nobody finds them in the directory."""
+    digest = codes.email_key(store.secret(), email)
+    if await redis.hget(_BY_EMAIL, digest) == person:
+        await redis.hdel(_BY_EMAIL, digest)
+    listed = [entry async for entry, _ in redis.zscan_iter(_DIRECTORY, match=f"*{SEP}{person}")]
+    if listed:
+        await redis.zrem(_DIRECTORY, *listed)
+
+
 async def reindex_directory(redis: Redis) -> None:
     """People who signed in before the directory existed are listed (once, at start)."""
     if await redis.exists(_DIRECTORY):

@@ -85,6 +85,18 @@ async def leave(redis: Redis, slug: str, user: str, socket_id: str) -> None:
     await redis.zadd(_keys(slug)[1], member, xx=True)
 
 
+async def forget(redis: Redis, slug: str, person: str) -> None:
+    """A deleted account leaves the room's presence at once (no lingering, no "left")."""
+    lex, exp = _keys(slug)
+    gone = [m for m in await redis.zrange(lex, 0, -1) if person_of(m.split(SEP, 1)[0]) == person]
+    gone += [m for m in await redis.zrange(exp, 0, -1) if person_of(m.split(SEP, 1)[0]) == person]
+    if gone:
+        async with redis.pipeline(transaction=True) as pipe:  # one room, one slot
+            pipe.zrem(lex, *gone)
+            pipe.zrem(exp, *gone)
+            await pipe.execute()
+
+
 async def expire(redis: Redis, slug: str) -> list[str]:
     """Drop sockets whose worker stopped refreshing them; the users now gone."""
     return list(await redis.eval(_EXPIRE, 2, *_keys(slug), time.time()))
@@ -150,11 +162,15 @@ class LocalSockets:
                 members = {f"{m.user}{SEP}{sid}": expires for sid, m in sockets.items()}
                 if members:
                     pipe.zadd(_keys(slug)[1], members, xx=True)
+            active = set()
             for sockets in (*self.by_room.values(), self.lobby):
                 for sid, member in sockets.items():
                     key = session_key(member.session_id, "session-sockets")
                     pipe.zadd(key, {sid: expires}, xx=True)
                     pipe.expire(key, TTL_SECONDS * 2)
+                    active.add(member.session_id)
+            for session_id in active:  # an open tab is activity ("Where you're signed in")
+                sessions.touch(pipe, session_id, expires - TTL_SECONDS)
             await pipe.execute()
 
     async def close_ended_sessions(self, redis: Redis) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, replace
+from typing import Any
 
 from quart import current_app
 from quart_auth import Action, AuthUser, current_user
@@ -47,8 +48,17 @@ def session_channel(session_id: str) -> str:
     return f"session:{session_id}"
 
 
-async def create(redis: Redis, email: str, person: str, idle_seconds: int, cap: int) -> Session:
-    """A new session; beyond `cap` live sessions for the person, the oldest ones end."""
+async def create(
+    redis: Redis,
+    email: str,
+    person: str,
+    idle_seconds: int,
+    cap: int,
+    user_agent: str = "",
+    ip: str = "",
+) -> Session:
+    """A new session; beyond `cap` live sessions for the person, the oldest ones end.
+    `user_agent` (cleaned) and `ip` are kept for the person's list of where they are signed in."""
     locale, time_zone, name = await redis.hmget(
         person_key(person, "profile"), ["locale", "tz", "name"]
     )
@@ -63,6 +73,7 @@ async def create(redis: Redis, email: str, person: str, idle_seconds: int, cap: 
     )
     key = session_key(session.id)
     record = {"email": email, "person": person, "created": repr(session.created)}
+    record.update(ua=user_agent, ip=ip, seen=repr(session.created))
     record.update(locale=session.locale, tz=session.time_zone, name=session.name)
     # Not a transaction: the record and the person's index live in different cluster slots.
     async with redis.pipeline(transaction=False) as pipe:
@@ -99,10 +110,12 @@ async def load(
         record, _ = await pipe.execute()
     if not record or not record.get("person"):  # sessions from before person ids: sign in again
         return None
-    created = float(record["created"])
-    if time.time() - created > max_seconds:
+    created, now = float(record["created"]), time.time()
+    if now - created > max_seconds:
         await redis.delete(key)
         return None
+    if now - float(record.get("seen") or 0) > SEEN_EVERY_SECONDS:
+        await redis.eval(_SET_IF_ALIVE, 1, key, "seen", repr(now))
     return Session(
         session_id,
         record["email"],
@@ -124,12 +137,20 @@ async def alive(redis: Redis, session_ids: list[str], max_seconds: int) -> list[
     return [bool(found) and now - float(found) <= max_seconds for found in created]
 
 
+# How often a session's last activity is written: a request, a socket's heartbeat.
+SEEN_EVERY_SECONDS = 60
+
 # Only into a session that still exists: HSET alone would bring an ended one back, forever.
 _SET_IF_ALIVE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
+
+
+def touch(pipe: Any, session_id: str, now: float) -> None:
+    """Queue on `pipe`: the session was active at `now` (if it still exists)."""
+    pipe.eval(_SET_IF_ALIVE, 1, session_key(session_id), "seen", repr(now))
 
 
 async def save_choices(redis: Redis, person: str, locale: str, time_zone: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from quart import Quart
 
-from chat import labels
+from chat import labels, user_agents
 from chat.addresses import shown_address, shown_domain
 from chat.history import REACTIONS, Reactors
 from chat.messages import new_id
@@ -20,6 +20,7 @@ def init_app(app: Quart) -> None:
     app.jinja_env.filters["shown_address"] = shown_address
     app.jinja_env.globals["new_client_id"] = new_id
     app.jinja_env.globals["word"] = labels.word
+    app.jinja_env.globals["device_name"] = user_agents.device_name
     app.jinja_env.globals["REACTIONS"] = REACTIONS
     app.jinja_env.filters["reactor_names"] = reactor_names
 

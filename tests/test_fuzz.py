@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import unicodedata
 import uuid
 from typing import Any
 from urllib.parse import quote
@@ -15,6 +16,7 @@ from quart import Quart
 from quart.testing.connections import WebsocketDisconnectError
 from redis import Redis
 
+from chat import user_agents
 from chat.text import clean_body, clean_line
 from tests.conftest import sign_in
 from tests.support import Inbox, stored_bodies
@@ -295,3 +297,33 @@ async def test_search_context_and_export_inputs_never_fail_badly(
     assert opened.status_code in (200, 400, 404)
     exported = await client.get(f"/rooms/general/export.{quote(fmt, safe='')}")
     assert exported.status_code in (200, 404, 308, 429)
+
+
+@FUZZ
+@given(
+    handle=st.one_of(form_text, st.from_regex(r"\A[0-9a-f]{24}\Z")),
+    code=st.one_of(form_text, st.from_regex(r"\A[0-9]{8}\Z")),
+    ended=form_text,
+)
+async def test_session_and_leaving_inputs_never_fail_badly(
+    fuzz_room: tuple[Quart, Any], redis_sync: Redis, handle: str, code: str, ended: str
+) -> None:
+    _app, client = fuzz_room
+    sessions_before = sorted(redis_sync.keys("session:*"))
+    ending = await client.post("/settings/sessions/end", form={"session": handle})
+    assert ending.status_code == 404  # no other session of theirs exists
+    confirming = await client.post("/settings/delete/confirm", form={"code": code})
+    assert confirming.status_code in (400, 429)  # no code was asked for: nothing to match
+    page = await client.get("/settings", query_string={"ended": ended})
+    assert page.status_code == 200  # still signed in: nothing was deleted or ended
+    assert sorted(redis_sync.keys("session:*")) == sessions_before
+
+
+@FUZZ
+@given(agent=st.one_of(any_text, st.text(max_size=20_000)))
+async def test_any_user_agent_is_kept_short_printable_and_named(agent: str) -> None:
+    kept = user_agents.clean(agent)
+    assert len(kept) <= user_agents.MAX_CHARS
+    assert all(char == " " or unicodedata.category(char)[0] not in "CZ" for char in kept)
+    browser, system = await user_agents.describe(agent)
+    assert isinstance(browser, str) and isinstance(system, str)

@@ -1,0 +1,156 @@
+"""Deleting an account: the person leaves, and what they wrote is replaced by "Message deleted".
+
+At once (in the request): every session ends and its sockets close; the address is unlinked
+from the person (it can sign up again, as someone new); the directory entry, the memberships
+and every key of the person (profile, unread marks, mentions, mention emails...) are deleted.
+
+Then a job, kept in Redis until done so a restart resumes it: each of the person's messages
+is deleted the way its author would delete it (a versioned change every viewer receives) and
+their reactions are taken back. Every host's archive erases them too: the job is put on
+ERASURES, a stream each host's archiver reads with its own group (chat/archiver.py), which
+also reaches messages Redis no longer holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable
+
+from quart import Quart
+from redis.asyncio import Redis
+
+from chat import (
+    archiver,
+    changes,
+    history,
+    membership,
+    people,
+    presence,
+    rooms,
+    sessions,
+    store,
+    tasks,
+    versions,
+)
+from chat.membership import Room
+from chat.people import person_key
+from chat.problems import ShownError
+
+log = logging.getLogger("chat.leaving")
+
+PENDING = "leaving:pending"  # person -> when its job may be taken again (ms): a lease
+LEASE_MS = 10 * 60 * 1000
+READ = 500  # stream entries or versions per read
+LOOK_SECONDS = 1.0
+
+_CLAIM = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 1)[1]
+if not due then return false end
+redis.call('ZADD', KEYS[1], tonumber(ARGV[1]) + tonumber(ARGV[2]), due)
+return due
+"""
+
+
+async def delete_account(redis: Redis, person: str, email: str) -> None:
+    """Everything that is the person's, now; their messages by the job (queued first, so no
+    crash between the two leaves words behind)."""
+    await redis.zadd(PENDING, {person: 0})
+    for session_id in await redis.zrange(person_key(person, "sessions"), 0, -1):
+        await sessions.revoke(redis, session_id, person)
+    await people.forget(redis, person, email)
+    slugs = set(await redis.zrange(membership.joined_key(person), 0, -1))
+    slugs |= set(await redis.zrange(person_key(person, "rooms"), 0, -1))
+    slugs |= set(await rooms.every_open(redis))
+    for slug in sorted(slugs):
+        await membership.forget_person(redis, slug, person)
+        await presence.forget(redis, slug, person)
+    await _forget_mention_mail(redis, person)
+    keys = [key async for key in redis.scan_iter(match=person_key(person, "*"), count=1000)]
+    if keys:
+        async with redis.pipeline(transaction=False) as pipe:
+            for key in keys:  # one by one: in a cluster they share one slot, but say so once
+                pipe.delete(key)
+            await pipe.execute()
+    await redis.xadd(archiver.ERASURES, {"person": person})
+    log.info("account deleted; its messages are being erased")
+
+
+async def _forget_mention_mail(redis: Redis, person: str) -> None:
+    from chat.mention_mail import DUE, LEASED  # a job module: imported where it is needed
+
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrem(DUE, person)
+        pipe.zrem(LEASED, person)
+        await pipe.execute()
+
+
+async def erase_messages(redis: Redis, person: str) -> int:
+    """Delete every message of the person that Redis still holds and take back their
+    reactions, room by room; how many messages changed. Running it twice changes nothing."""
+    erased = 0
+    slugs = sorted(archiver.slug_of(s) for s in await redis.smembers(archiver.ARCHIVED_STREAMS))
+    for slug in slugs:
+        room = Room(slug, membership.OPEN, slug)  # only the slug matters to a change
+        erased += await _erase_in_room(redis, room, person)
+    return erased
+
+
+async def _erase_in_room(redis: Redis, room: Room, person: str) -> int:
+    erased, start = 0, "-"
+    while entries := await redis.xrange(history.stream_key(room.slug), start, "+", count=READ):
+        for entry_id, fields in entries:
+            if history.is_message(fields) and fields.get("pid") == person:
+                if await _changed(changes.delete(room, person, entry_id, admin=False)):
+                    erased += 1
+        start = "(" + entries[-1][0]
+    low = "-"
+    while members := await redis.zrangebylex(versions.versions_key(room.slug), low, "+", 0, READ):
+        for member in members:
+            if f'"{person}"' in member:
+                await _take_back_reactions(room, person, member)
+        low = "(" + members[-1]
+    return erased
+
+
+async def _take_back_reactions(room: Room, person: str, member: str) -> None:
+    entry_id, raw = versions.texts([member]).popitem()
+    try:
+        reactions = json.loads(raw).get("r") or {}
+    except ValueError:
+        return
+    for emoji, whom in reactions.items():
+        if emoji in history.REACTIONS and any(who[0] == person for who in whom):
+            await _changed(changes.react(room, person, "", entry_id, emoji, on=False))
+
+
+async def _changed(change: Awaitable[object]) -> bool:
+    """Run one change; a message gone meanwhile (trimmed, or deleted already) is no error."""
+    try:
+        await change
+    except ShownError:
+        return False
+    return True
+
+
+async def run_jobs(app: Quart) -> None:
+    """Take pending erasures (a lease: a worker that dies mid-way lets another resume)."""
+    while True:
+        try:
+            redis = store.redis(app)
+            while person := await redis.eval(_CLAIM, 1, PENDING, int(time.time() * 1000), LEASE_MS):
+                async with app.app_context():
+                    erased = await erase_messages(redis, str(person))
+                await redis.zrem(PENDING, person)
+                log.info("erased %d message(s) of a deleted account", erased)
+        except store.REDIS_DOWN as error:
+            log.warning("account erasure waits, Redis unreachable: %s", error)
+        except Exception:  # a bug or unforeseen data: logged, tried again after the lease
+            log.exception("account erasure failed")
+        await asyncio.sleep(LOOK_SECONDS)
+
+
+def init_app(app: Quart) -> None:
+    tasks.run_while_serving(app, lambda: run_jobs(app))
