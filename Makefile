@@ -4,7 +4,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := .venv
 
-.PHONY: run test test-fast lint format vendor clean image container-smoke bench bench-full translations
+.PHONY: run test test-fast lint audit format vendor clean image container-smoke bench bench-full translations
 
 .tools/bin/uv:
 	python3 scripts/bootstrap-uv
@@ -29,6 +29,14 @@ lint: .venv/.synced
 	$(UV) run --frozen ruff check .
 	$(UV) run --frozen ruff format --check .
 	$(UV) run --frozen mypy app.py chat blueprints
+
+## Known vulnerabilities in the locked dependencies (uv.lock, every group), from PyPI's data via
+## pip-audit; fails on any not excused, with a reason and a date, in audit-ignore.toml.
+## Another lock or ignore file: make audit LOCK=path/to/uv.lock IGNORE=path/to/ignore.toml
+## make exits 2 on any failure; AUDIT_STATUS=FILE gets the script's own exit status (0-4, see
+## scripts/audit --help; 4 = some packages could not be checked, no finding in the others).
+audit: .venv/.synced
+	$(UV) run --frozen python scripts/audit --uv $(UV) $(if $(LOCK),--lock $(LOCK)) $(if $(IGNORE),--ignore $(IGNORE)) $(if $(AUDIT_STATUS),--status-file $(AUDIT_STATUS))
 
 format: .venv/.synced
 	$(UV) run --frozen ruff format .
