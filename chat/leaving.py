@@ -42,6 +42,7 @@ from chat.problems import ShownError
 log = logging.getLogger("chat.leaving")
 
 PENDING = "leaving:pending"  # person -> when its job may be taken again (ms): a lease
+EMAILS = "leaving:emails"  # person -> address, until the job is done
 LEASE_MS = 10 * 60 * 1000
 READ = 500  # stream entries or versions per read
 LOOK_SECONDS = 1.0
@@ -55,9 +56,21 @@ return due
 
 
 async def delete_account(redis: Redis, person: str, email: str) -> None:
-    """Everything that is the person's, now; their messages by the job (queued first, so no
-    crash between the two leaves words behind)."""
-    await redis.zadd(PENDING, {person: 0})
+    """Everything that is the person's, now; their messages by the job. The job is queued
+    first and does all of it again: a crash half-way, or a request of theirs still under way
+    that writes a key back, leaves nothing behind."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hset(EMAILS, person, email)
+        pipe.zadd(PENDING, {person: 0})
+        pipe.xadd(archiver.ERASURES, {"person": person})
+        await pipe.execute()
+    await _forget(redis, person, email)
+    log.info("account deleted; its messages are being erased")
+
+
+async def _forget(redis: Redis, person: str, email: str) -> None:
+    """The person's sessions (their sockets close), address link, directory entry, rooms,
+    presence and keys."""
     for session_id in await redis.zrange(person_key(person, "sessions"), 0, -1):
         await sessions.revoke(redis, session_id, person)
     await people.forget(redis, person, email)
@@ -71,11 +84,9 @@ async def delete_account(redis: Redis, person: str, email: str) -> None:
     keys = [key async for key in redis.scan_iter(match=person_key(person, "*"), count=1000)]
     if keys:
         async with redis.pipeline(transaction=False) as pipe:
-            for key in keys:  # one by one: in a cluster they share one slot, but say so once
+            for key in keys:
                 pipe.delete(key)
             await pipe.execute()
-    await redis.xadd(archiver.ERASURES, {"person": person})
-    log.info("account deleted; its messages are being erased")
 
 
 async def _forget_mention_mail(redis: Redis, person: str) -> None:
@@ -142,8 +153,12 @@ async def run_jobs(app: Quart) -> None:
             redis = store.redis(app)
             while person := await redis.eval(_CLAIM, 1, PENDING, int(time.time() * 1000), LEASE_MS):
                 async with app.app_context():
+                    await _forget(redis, person, await redis.hget(EMAILS, person) or "")
                     erased = await erase_messages(redis, str(person))
-                await redis.zrem(PENDING, person)
+                async with redis.pipeline(transaction=False) as pipe:
+                    pipe.zrem(PENDING, person)
+                    pipe.hdel(EMAILS, person)
+                    await pipe.execute()
                 log.info("erased %d message(s) of a deleted account", erased)
         except store.REDIS_DOWN as error:
             log.warning("account erasure waits, Redis unreachable: %s", error)

@@ -291,3 +291,25 @@ async def test_deleting_an_account_needs_a_fresh_code_and_erases_the_person(
     )
     assert new_person != ada_person
     assert "Team" not in text_of(await (await again.get("/")).get_data(as_text=True))
+
+
+async def test_a_deletion_cut_short_is_finished_by_the_job(
+    app: Quart, inbox: Inbox, redis_sync: Redis
+) -> None:
+    """The request queued the job and died: the job does everything the request would have."""
+    ada = await browser(app, inbox, "ada@example.org", FIREFOX)
+    bob = await browser(app, inbox, "bob@example.org", IPHONE)
+    await post_in(ada, "general", "ada was here")
+    (key,) = [
+        k for k in redis_sync.keys("session:*") if redis_sync.hget(k, "email") == "ada@example.org"
+    ]
+    person = redis_sync.hget(key, "person")
+    assert person
+    redis_sync.hset("leaving:emails", person, "ada@example.org")
+    redis_sync.zadd("leaving:pending", {person: 0})
+    async with asyncio.timeout(15):
+        while redis_sync.zcard("leaving:pending"):
+            await asyncio.sleep(0.05)
+    assert keys_naming(redis_sync, person) == []
+    general = await (await bob.get("/rooms/general")).get_data(as_text=True)
+    assert "ada was here" not in general and "Message deleted" in general
