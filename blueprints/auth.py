@@ -199,6 +199,9 @@ async def check_code() -> ResponseReturnValue:
     person = await people.person_for(redis, email)
     await people.list_person(redis, person)
     await membership.accept_invites(redis, store.secret(), person, email)
+    replaced = await current_session()
+    if replaced is not None:  # signing in again in a signed-in browser: one session, not two
+        await sessions.revoke(redis, replaced.id, replaced.person)
     user_agent = user_agents.clean(request.headers.get("User-Agent"))
     ip = request.remote_addr or ""
     session = await sessions.create(

@@ -262,11 +262,17 @@ class Archive:
         db.execute("BEGIN IMMEDIATE")
         try:
             rows = db.execute(
-                "SELECT id, person, state, version FROM messages"
+                "SELECT id, person, fields, state, version FROM messages"
                 " WHERE person = ? OR instr(state, ?) > 0",
                 (person, json.dumps(person)),
             ).fetchall()
-            for row, author, state, version in rows:
+            for row, author, fields, state, version in rows:
+                if author == person and '"author"' in fields:  # an address kept before 2026-12
+                    kept = {k: v for k, v in json.loads(fields).items() if k != "author"}
+                    db.execute(
+                        "UPDATE messages SET fields = ? WHERE id = ?",
+                        (json.dumps(kept, ensure_ascii=False), row),
+                    )
                 now = _without(json.loads(state), person, author == person)
                 if now is None:
                     continue

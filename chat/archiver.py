@@ -260,7 +260,9 @@ class Archiver:
         for slug, messages, touched in plan:
             stored = versions.texts(next(answers)) if messages else {}
             for entry_id, fields in messages:
-                kept = {k: v for k, v in fields.items() if k not in ("body", "cid")}
+                # Not the address older messages carry, once a person id says who it was.
+                dropped = ("body", "cid", "author") if fields.get("pid") else ("body", "cid")
+                kept = {k: v for k, v in fields.items() if k not in dropped}
                 state = stored.get(entry_id) or versions.first_text(fields.get("body", ""))
                 new.append(Entry(slug, entry_id, kept, state))
             for entry_id in touched:

@@ -129,7 +129,9 @@ async def post_message(room: Room, author: Author | Session, body: str, client_i
     )
     with i18n.use(None):  # for everyone: times become markers each viewer's copy fills in
         html = await render_frame(room.slug, [draft])
-    fields = ["author", author.email, "pid", author.person, "name", author.name]
+    # No address: the person id says who it was (an address kept in every message would
+    # outlive the account, as a stream entry cannot be rewritten).
+    fields = ["pid", author.person, "name", author.name]
     if author.bot:
         fields += ["bot", "1"]
     fields += ["ts", str(now_ms), "cid", client_id]

@@ -267,6 +267,17 @@ async def test_session_id_is_random_and_rotated(
     assert len(session_id) >= 32 and "rotate" not in session_id
 
 
+async def test_signing_in_again_in_a_signed_in_browser_replaces_its_session(
+    client: Client, inbox: Inbox, redis_sync: Redis
+) -> None:
+    await sign_in(client, inbox, "twice@example.org")
+    first = set(redis_sync.keys("session:*"))
+    await asyncio.sleep(1.1)  # CODE_RESEND_SECONDS=1 in tests
+    await sign_in(client, inbox, "twice@example.org")  # a sign-in form left open in a tab
+    second = set(redis_sync.keys("session:*"))
+    assert len(second) == 1 and first != second
+
+
 async def test_security_headers_and_body_limit(client: Client) -> None:
     response = await client.get("/login")
     csp = response.headers["Content-Security-Policy"]

@@ -111,7 +111,7 @@ async def test_form_and_json_posts_are_stored_as_the_bot(
     assert [m["body"] for m in messages] == ["build 512 passed", "deploy\ndone"]
     for message in messages:
         assert message["bot"] == "1" and message["name"] == "Builds"
-        assert message["pid"] == bot_id and message["author"] == ""
+        assert message["pid"] == bot_id and "author" not in message
     page = await (await ada.get("/rooms/general")).get_data(as_text=True)
     assert "build 512 passed" in page and "Builds" in page
     assert page.count('<span class="bot-mark">bot</span>') == 2  # the "bot" mark on each
