@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Protocol
 
@@ -132,6 +133,7 @@ class LocalSockets:
         self.by_room: dict[str, dict[str, Member]] = {}  # slug -> socket id -> member
         self.lobby: dict[str, Member] = {}  # room list pages' sockets: in no room
         self.sweeps: set[asyncio.Task[None]] = set()
+        self.touched: dict[str, float] = {}  # session id -> when its activity was last written
 
     def add(self, slug: str, socket_id: str, member: Member) -> None:
         self.by_room.setdefault(slug, {})[socket_id] = member
@@ -169,8 +171,17 @@ class LocalSockets:
                     pipe.zadd(key, {sid: expires}, xx=True)
                     pipe.expire(key, TTL_SECONDS * 2)
                     active.add(member.session_id)
-            for session_id in active:  # an open tab is activity ("Where you're signed in")
-                sessions.touch(pipe, session_id, expires - TTL_SECONDS)
+            # An open tab is activity ("Where you're signed in"), written once a minute.
+            now = expires - TTL_SECONDS
+            self.touched = {sid: at for sid, at in self.touched.items() if sid in active}
+            for session_id in active:
+                # A new socket's page has just written it; spread the writes over the minute.
+                last = self.touched.setdefault(
+                    session_id, now - random.random() * sessions.SEEN_EVERY_SECONDS
+                )
+                if now - last >= sessions.SEEN_EVERY_SECONDS:
+                    sessions.touch(pipe, session_id, now)
+                    self.touched[session_id] = now
             await pipe.execute()
 
     async def close_ended_sessions(self, redis: Redis) -> None:
