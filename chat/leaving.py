@@ -112,8 +112,12 @@ async def erase_messages(redis: Redis, person: str) -> int:
 async def _erase_in_room(redis: Redis, room: Room, person: str) -> int:
     erased, start = 0, "-"
     while entries := await redis.xrange(history.stream_key(room.slug), start, "+", count=READ):
-        for entry_id, fields in entries:
-            if history.is_message(fields) and fields.get("pid") == person:
+        theirs = [i for i, f in entries if history.is_message(f) and f.get("pid") == person]
+        if theirs:  # those already deleted (a job resumed) need no change
+            texts = versions.texts(await versions.between(redis, room.slug, theirs[0], theirs[-1]))
+            for entry_id in theirs:
+                if json.loads(texts.get(entry_id) or "{}").get("d"):
+                    continue
                 if await _changed(changes.delete(room, person, entry_id, admin=False)):
                     erased += 1
         start = "(" + entries[-1][0]

@@ -124,6 +124,9 @@ def init_app(app: Quart) -> None:
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
+        # Nothing of ours is meant for another origin's page, not even a sibling subdomain's
+        # (same site, so it would get the cookie): /me.css names the viewer.
+        headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
         # The scheme the browser used: with CHAT_PROXY_HOPS, the proxy's X-Forwarded-Proto.
         if request.scheme == "https":
             headers.setdefault("Strict-Transport-Security", STRICT_TRANSPORT_SECURITY)

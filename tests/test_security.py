@@ -1,4 +1,5 @@
-"""Browser security headers (chat/security.py): HSTS only over HTTPS, Permissions-Policy always."""
+"""Browser security headers (chat/security.py): HSTS only over HTTPS; Permissions-Policy and
+Cross-Origin-Resource-Policy always."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ def assert_features_off(headers: Any) -> None:
     policy = headers["Permissions-Policy"]
     for feature in OFF:
         assert feature in policy
+    assert headers["Cross-Origin-Resource-Policy"] == "same-origin"
+    assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
 
 
 @pytest.mark.parametrize("path", ["/login", "/static/app.css", "/no-such-page", "/healthz"])
