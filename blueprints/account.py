@@ -54,9 +54,12 @@ def _requester(session: Session) -> Requester:
 
 
 async def _confirm_page(
-    session: Session, status: int, refusal: Problem | None = None
+    session: Session, status: int, refusal: Problem | None = None, sent: bool = True
 ) -> tuple[str, int]:
-    page = await render_template("settings/delete.html", session=session, problem=refusal)
+    """The confirm step; `sent` False when this request meant to send a code and did not."""
+    page = await render_template(
+        "settings/delete.html", session=session, problem=refusal, sent=sent
+    )
     return page, status
 
 
@@ -70,7 +73,9 @@ async def ask_for_code() -> ResponseReturnValue:
     known = await codes.is_known_network(redis, who)
     wait = await signin_limits.acquire_send(redis, who, known, send_policy())
     if wait:
-        return await _confirm_page(session, 429, problem("too_many_codes", seconds=wait))
+        return await _confirm_page(
+            session, 429, problem("too_many_codes", seconds=wait), sent=False
+        )
     code = codes.new_code()
     address = addresses.normalise(session.email, [session.domain])
     message = await mailer.code_email(
@@ -86,7 +91,7 @@ async def ask_for_code() -> ResponseReturnValue:
     except mailer.MailError as error:
         log.warning("account deletion code not sent: %s", error)
         await signin_limits.release_resend(redis, who)
-        return await _confirm_page(session, 503, problem("code_not_sent"))
+        return await _confirm_page(session, 503, problem("code_not_sent"), sent=False)
     await codes.store(redis, store.secret(), session.email, who, code, code_policy())
     return await _confirm_page(session, 200)
 

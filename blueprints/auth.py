@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 from datetime import UTC, datetime
@@ -203,7 +204,7 @@ async def check_code() -> ResponseReturnValue:
     if replaced is not None:  # signing in again in a signed-in browser: one session, not two
         await sessions.revoke(redis, replaced.id, replaced.person)
     user_agent = user_agents.clean(request.headers.get("User-Agent"))
-    ip = request.remote_addr or ""
+    ip = _ip_address(request.remote_addr)
     session = await sessions.create(
         redis,
         email,
@@ -239,6 +240,14 @@ async def logout() -> ResponseReturnValue:
         await sessions.revoke(store.redis(), session.id, session.person)
     logout_user()
     return _go_to(url_for("auth.login"))
+
+
+def _ip_address(raw: str | None) -> str:
+    """The client's address as an address, or "" (a proxy's header is text anyone could set)."""
+    try:
+        return str(ipaddress.ip_address(raw or ""))
+    except ValueError:
+        return ""
 
 
 def _go_to(location: str) -> ResponseReturnValue:

@@ -21,7 +21,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -253,7 +253,9 @@ class Archive:
                 (row, folding.spaced_folded(folded)),
             )
 
-    def erase_person(self, person: str) -> int:
+    def erase_person(
+        self, person: str, tag: str = "", tag_of: Callable[[str], str] | None = None
+    ) -> int:
         """A deleted account: each of its messages becomes "Message deleted" (its text leaves
         the row and both indexes, its author's name the author index) and its reactions are
         taken back, as newer versions. Reads every row once (a rare event); how many changed."""
@@ -263,14 +265,18 @@ class Archive:
         try:
             rows = db.execute(
                 "SELECT id, person, fields, state, version FROM messages"
-                " WHERE person = ? OR instr(state, ?) > 0",
-                (person, json.dumps(person)),
+                " WHERE person = ? OR instr(state, ?) > 0 OR (person = '' AND ?)",
+                (person, json.dumps(person), bool(tag and tag_of)),
             ).fetchall()
             for row, author, fields, state, version in rows:
+                if not author and tag and tag_of:  # from before person ids: by its address
+                    address = str(json.loads(fields).get("author", ""))
+                    if address and tag_of(address) == tag:
+                        author = person
                 if author == person and '"author"' in fields:  # an address kept before 2026-12
                     kept = {k: v for k, v in json.loads(fields).items() if k != "author"}
                     db.execute(
-                        "UPDATE messages SET fields = ? WHERE id = ?",
+                        "UPDATE messages SET fields = ?, who = '' WHERE id = ?",
                         (json.dumps(kept, ensure_ascii=False), row),
                     )
                 now = _without(json.loads(state), person, author == person)
@@ -280,12 +286,13 @@ class Archive:
                 text = json.dumps(now, ensure_ascii=False)
                 self._unindex(db, row, _body(state))
                 db.execute(
-                    "UPDATE messages SET state = ?, version = ?,"
-                    " who = CASE WHEN person = ? THEN '' ELSE who END WHERE id = ?",
-                    (text, version + 1, person, row),
+                    "UPDATE messages SET state = ?, version = ? WHERE id = ?",
+                    (text, version + 1, row),
                 )
                 self._index(db, row, _body(text))
                 changed += 1
+            # Their name leaves the author index, on rows deleted before too.
+            db.execute("UPDATE messages SET who = '' WHERE person = ?", (person,))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")

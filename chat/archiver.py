@@ -32,7 +32,7 @@ from quart import Quart, current_app
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from chat import history, store, tasks, versions
+from chat import history, people, store, tasks, versions
 from chat.archive import Archive, Entry
 from chat.problems import ShownError
 
@@ -129,13 +129,17 @@ def host_lock(path: Path) -> Iterator[bool]:
 class Archiver:
     """Reads every room's stream as group `group`, writes to `archive`, acknowledges."""
 
-    def __init__(self, redis: Redis, archive: Archive, group: str) -> None:
+    def __init__(
+        self, redis: Redis, archive: Archive, group: str, secret: bytes | None = None
+    ) -> None:
         self.redis = redis
         self.archive = archive
         self.group = group
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="archive-writer")
         self.streams: list[str] = []
         self.last_number: dict[str, int] = {}
+        key = secret if secret is not None else store.secret()  # the writer has no app context
+        self.tag_of = lambda author: people.legacy_tag(author, key)
 
     async def _write(self, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.writer, function, *args)
@@ -220,13 +224,17 @@ class Archiver:
 
     async def _archive(self, read: list[tuple[str, list[tuple[str, Any]]]]) -> None:
         leaving = [
-            f["person"] for s, got in read if s == ERASURES for _, f in got if f.get("person")
+            (f["person"], f.get("tag", ""))
+            for s, got in read
+            if s == ERASURES
+            for _, f in got
+            if f.get("person")
         ]
         new, changed = await self._entries([(s, got) for s, got in read if s != ERASURES])
         await self._check_numbers(new)
         await self._write(self.archive.store, new, changed)
-        for person in leaving:  # after the batch: what it just added of theirs goes too
-            await self._write(self.archive.erase_person, person)
+        for person, tag in leaving:  # after the batch: what it just added of theirs goes too
+            await self._write(self.archive.erase_person, person, tag, self.tag_of)
         async with self.redis.pipeline(transaction=False) as pipe:
             for stream, entries in read:
                 pipe.xack(stream, self.group, *(entry_id for entry_id, _ in entries))
@@ -312,7 +320,9 @@ def init_app(app: Quart) -> None:
             with host_lock(path.with_name(path.name + ".lock")) as mine:
                 if mine:
                     log.info("archive: this worker archives to %s as group %s", path, group)
-                    archiver = Archiver(store.redis(app), app.extensions["archive"], group)
+                    archiver = Archiver(
+                        store.redis(app), app.extensions["archive"], group, store.secret(app)
+                    )
                     try:
                         await archiver.run()
                     except ARCHIVE_DOWN as error:  # a full disk, a damaged file: say so, retry

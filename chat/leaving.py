@@ -62,7 +62,8 @@ async def delete_account(redis: Redis, person: str, email: str) -> None:
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hset(EMAILS, person, email)
         pipe.zadd(PENDING, {person: 0})
-        pipe.xadd(archiver.ERASURES, {"person": person})
+        # The tag finds their messages from before person ids (chat/people.legacy_tag).
+        pipe.xadd(archiver.ERASURES, {"person": person, "tag": people.legacy_tag(email)})
         await pipe.execute()
     await _forget(redis, person, email)
     log.info("account deleted; its messages are being erased")
@@ -70,10 +71,10 @@ async def delete_account(redis: Redis, person: str, email: str) -> None:
 
 async def _forget(redis: Redis, person: str, email: str) -> None:
     """The person's sessions (their sockets close), address link, directory entry, rooms,
-    presence and keys."""
+    presence and keys. The address goes first: a sign-in under way then makes someone new."""
+    await people.forget(redis, person, email)
     for session_id in await redis.zrange(person_key(person, "sessions"), 0, -1):
         await sessions.revoke(redis, session_id, person)
-    await people.forget(redis, person, email)
     slugs = set(await redis.zrange(membership.joined_key(person), 0, -1))
     slugs |= set(await redis.zrange(person_key(person, "rooms"), 0, -1))
     slugs |= set(await rooms.every_open(redis))
@@ -98,27 +99,38 @@ async def _forget_mention_mail(redis: Redis, person: str) -> None:
         await pipe.execute()
 
 
-async def erase_messages(redis: Redis, person: str) -> int:
+async def erase_messages(redis: Redis, person: str, email: str = "") -> int:
     """Delete every message of the person that Redis still holds and take back their
     reactions, room by room; how many messages changed. Running it twice changes nothing."""
     erased = 0
+    tag = people.legacy_tag(email) if email else None
     slugs = sorted(archiver.slug_of(s) for s in await redis.smembers(archiver.ARCHIVED_STREAMS))
     for slug in slugs:
         room = Room(slug, membership.OPEN, slug)  # only the slug matters to a change
-        erased += await _erase_in_room(redis, room, person)
+        erased += await _erase_in_room(redis, room, person, tag)
+        await redis.zadd(PENDING, {person: int(time.time() * 1000) + LEASE_MS}, xx=True)
     return erased
 
 
-async def _erase_in_room(redis: Redis, room: Room, person: str) -> int:
+def _wrote(fields: dict[str, str], person: str, tag: str | None) -> bool:
+    if not history.is_message(fields):
+        return False
+    if fields.get("pid"):
+        return fields["pid"] == person
+    return tag is not None and people.legacy_tag(fields.get("author", "")) == tag
+
+
+async def _erase_in_room(redis: Redis, room: Room, person: str, tag: str | None) -> int:
     erased, start = 0, "-"
     while entries := await redis.xrange(history.stream_key(room.slug), start, "+", count=READ):
-        theirs = [i for i, f in entries if history.is_message(f) and f.get("pid") == person]
+        theirs = [i for i, f in entries if _wrote(f, person, tag)]
         if theirs:  # those already deleted (a job resumed) need no change
             texts = versions.texts(await versions.between(redis, room.slug, theirs[0], theirs[-1]))
             for entry_id in theirs:
                 if json.loads(texts.get(entry_id) or "{}").get("d"):
                     continue
-                if await _changed(changes.delete(room, person, entry_id, admin=False)):
+                # As an admin would: a message from before person ids names its tag instead.
+                if await _changed(changes.delete(room, person, entry_id, admin=True)):
                     erased += 1
         start = "(" + entries[-1][0]
     low = "-"
@@ -156,9 +168,11 @@ async def run_jobs(app: Quart) -> None:
         try:
             redis = store.redis(app)
             while person := await redis.eval(_CLAIM, 1, PENDING, int(time.time() * 1000), LEASE_MS):
+                email = await redis.hget(EMAILS, person) or ""
                 async with app.app_context():
-                    await _forget(redis, person, await redis.hget(EMAILS, person) or "")
-                    erased = await erase_messages(redis, str(person))
+                    await _forget(redis, person, email)
+                    erased = await erase_messages(redis, str(person), email)
+                    await _forget(redis, person, email)  # what came back while it ran
                 async with redis.pipeline(transaction=False) as pipe:
                     pipe.zrem(PENDING, person)
                     pipe.hdel(EMAILS, person)

@@ -56,10 +56,11 @@ def hue(person: str) -> int:
         return 0
 
 
-def legacy_tag(email: str) -> str:
+def legacy_tag(email: str, secret: bytes | None = None) -> str:
     """What stood for the author in messages stored before person ids: a keyed tag of the
-    address. Those messages keep it, and the viewer's stylesheet matches both."""
-    return _keyed_tag(store.secret(), email)
+    address. Those messages keep it, and the viewer's stylesheet matches both. (`secret` for
+    a caller outside the app's context, such as the archive's writer thread.)"""
+    return _keyed_tag(secret if secret is not None else store.secret(), email)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -13,6 +14,7 @@ from quart import Quart
 # can come out as a connection error, which a loop that waits Redis out handles and goes on:
 # the loop would then never end, and neither would the shutdown.
 CANCEL_AGAIN_SECONDS = 0.5
+GIVE_UP_SECONDS = 20.0
 
 
 def run_while_serving(app: Quart, loop: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -24,9 +26,14 @@ def run_while_serving(app: Quart, loop: Callable[[], Coroutine[Any, Any, None]])
 
 
 async def stop(task: asyncio.Task[Any]) -> None:
-    """Cancel `task` until it has ended."""
-    while not task.done():
+    """Cancel `task` until it has ended (or, past GIVE_UP_SECONDS, say so and leave it)."""
+    for _ in range(int(GIVE_UP_SECONDS / CANCEL_AGAIN_SECONDS)):
+        if task.done():
+            break
         task.cancel()
         await asyncio.wait({task}, timeout=CANCEL_AGAIN_SECONDS)
+    else:
+        logging.getLogger("chat").error("a background task would not stop: %r", task)
+        return
     with contextlib.suppress(asyncio.CancelledError):
         await task

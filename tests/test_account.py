@@ -101,7 +101,8 @@ async def test_sign_out_everywhere_else_keeps_this_browser(app: Quart, inbox: In
         clients.append(await browser(app, inbox, "ada@example.org", agent))
         await asyncio.sleep(1.1)
     here = clients[0]
-    assert (await here.post("/settings/sessions/end-others")).status_code == 303
+    ended = await here.post("/settings/sessions/end-others")
+    assert ended.status_code == 303 and ended.headers["Location"] == "/settings?ended=2#signed-in"
     page = await (await here.get("/settings?ended=2")).get_data(as_text=True)
     assert "2 sign-ins ended." in text_of(page) and "Sign out everywhere else" not in page
     for other in clients[1:]:
@@ -194,18 +195,26 @@ async def post_in(client: Any, slug: str, body: str) -> str:
 
 
 def keys_naming(redis_sync: Redis, person: str) -> list[str]:
-    """Keys whose name holds the person id, and sets or hashes that hold it."""
+    """Keys whose name or value holds the person id anywhere (in a member, a field, a JSON
+    value), but the streams and message versions, which keep who wrote what."""
     found = []
     for key in redis_sync.scan_iter(count=1000):
         kind = redis_sync.type(key)
         if person in key:
-            found.append(key)
-        elif kind == "set" and redis_sync.sismember(key, person):
-            found.append(key)
-        elif kind == "zset" and any(person in m for m in redis_sync.zrange(key, 0, -1)):
-            if not key.endswith(":versions"):  # messages are checked on their own
-                found.append(key)
-        elif kind == "hash" and person in redis_sync.hvals(key):
+            values: list[str] = [person]
+        elif kind == "string":
+            values = [redis_sync.get(key) or ""]
+        elif kind == "set":
+            values = list(redis_sync.smembers(key))
+        elif kind == "zset" and not key.endswith(":versions"):
+            values = redis_sync.zrange(key, 0, -1)
+        elif kind == "hash":
+            values = [*redis_sync.hkeys(key), *redis_sync.hvals(key)]
+        elif kind == "list":
+            values = redis_sync.lrange(key, 0, -1)
+        else:
+            continue
+        if any(person in value for value in values):
             found.append(key)
     return found
 
@@ -223,6 +232,13 @@ async def test_deleting_an_account_needs_a_fresh_code_and_erases_the_person(
     mine = [await post_in(ada, "general", f"ada says {n}") for n in range(3)]
     bobs = await post_in(bob, "general", "bob says hello")
     assert (await ada.post(url(bobs, "react"), form={"on": "👍"}, headers=HX)).status_code == 204
+    bob_person = next(
+        redis_sync.hget(k, "person")
+        for k in redis_sync.keys("session:*")
+        if redis_sync.hget(k, "email") == "bob@example.org"
+    )
+    direct = (await ada.get(f"/direct?with={bob_person}")).headers["Location"].split("/")[-1]
+    await post_in(ada, direct, "ada to bob alone")
     team = await make_private(ada, "Team")
     await ada.post(f"/rooms/{team}/invite", form={"email": "bob@example.org"})
     in_team = await post_in(ada, team, "ada in the team")
@@ -262,6 +278,8 @@ async def test_deleting_an_account_needs_a_fresh_code_and_erases_the_person(
     assert keys_naming(redis_sync, ada_person) == []
     general = await (await bob.get("/rooms/general")).get_data(as_text=True)
     assert "ada says" not in general and "bob says hello" in general
+    with_ada = await (await bob.get(f"/rooms/{direct}")).get_data(as_text=True)
+    assert "ada to bob alone" not in with_ada and "Message deleted" in with_ada
     for message_id in mine:
         assert f'id="m-{message_id}"' in general
     assert general.count("Message deleted") >= 3

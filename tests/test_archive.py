@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import sqlite3
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from quart import Quart
 from redis import Redis
 
 from chat import archiver, changes, membership, store
-from chat.archive import Archive
+from chat.archive import Archive, Entry
 from chat.messages import Author, post_message
 from tests.support import Inbox, chat_log
 from tests.test_live import signed_in_client
@@ -227,3 +228,40 @@ async def test_an_unreadable_archive_is_said_so_and_live_chat_goes_on(
     async with asyncio.timeout(5):  # the archiver says it cannot write, and keeps trying
         while not any("archive: cannot write" in r.getMessage() for r in archive_log.records):
             await asyncio.sleep(0.05)
+
+
+def test_erasing_a_person_reaches_trimmed_and_older_messages(tmp_path: Path) -> None:
+    """What only the archive still holds: the person's messages (with a person id, or from
+    before ids, found by the tag of their address), and their reactions on others' messages."""
+    store_ = Archive(tmp_path / "archive.sqlite3")
+    ada = {"pid": "p-ada", "name": "Ada Lovelace", "n": "1", "ts": "1"}
+    legacy = {"author": "ada@example.org", "name": "Ada Lovelace", "n": "2", "ts": "2"}
+    other_legacy = {"author": "cy@example.org", "name": "Cy", "n": "3", "ts": "3"}
+    bob = {"pid": "p-bob", "name": "Bob", "n": "4", "ts": "4"}
+    reacted = {"v": 1, "b": "bob here", "r": {"👍": [["p-ada", "Ada"], ["p-bob", "Bob"]]}}
+    store_.store(
+        [
+            Entry("general", "1-0", ada, json.dumps({"v": 0, "b": "quixotic words"})),
+            Entry("general", "2-0", legacy, json.dumps({"v": 0, "b": "legacy quixote"})),
+            Entry("general", "3-0", other_legacy, json.dumps({"v": 0, "b": "cy quixote"})),
+            Entry("general", "4-0", bob, json.dumps(reacted)),
+        ],
+        [],
+    )
+    changed = store_.erase_person("p-ada", "tag:ada@example.org", lambda a: "tag:" + a)
+    assert changed == 3
+    db = store_.connection()
+    rows = {
+        f"{ms}-{seq}": (json.loads(fields), json.loads(state), who)
+        for ms, seq, fields, state, who in db.execute(
+            "SELECT ms, seq, fields, state, who FROM messages"
+        )
+    }
+    assert rows["1-0"][1] == {"d": 1, "v": 1} and rows["1-0"][2] == ""
+    assert rows["2-0"][1] == {"d": 1, "v": 1} and "author" not in rows["2-0"][0]
+    assert rows["2-0"][2] == ""
+    assert rows["3-0"][1] == {"v": 0, "b": "cy quixote"} and rows["3-0"][2] == "cy"
+    assert rows["4-0"][1] == {"v": 2, "b": "bob here", "r": {"👍": [["p-bob", "Bob"]]}}
+    found = [r for (r,) in db.execute("SELECT rowid FROM grams WHERE grams MATCH 'quixot'")]
+    assert len(found) == 1  # Cy's message only
+    assert store_.erase_person("p-ada", "tag:ada@example.org", lambda a: "tag:" + a) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -18,6 +19,7 @@ PHONE = (
 
 async def test_ada_ends_the_session_on_her_other_browser(cast: Cast) -> None:
     laptop = await cast.person("ada@example.org")
+    await asyncio.sleep(1.1)  # CODE_RESEND_SECONDS: the second code is a second email
     phone = await cast.person("ada@example.org", user_agent=PHONE)
     await phone.open_room("general")
 
