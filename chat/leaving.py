@@ -27,6 +27,7 @@ from chat import (
     changes,
     history,
     membership,
+    mention_mail,
     people,
     presence,
     rooms,
@@ -81,22 +82,13 @@ async def _forget(redis: Redis, person: str, email: str) -> None:
     for slug in sorted(slugs):
         await membership.forget_person(redis, slug, person)
         await presence.forget(redis, slug, person)
-    await _forget_mention_mail(redis, person)
+    await mention_mail.forget(redis, person)
     keys = [key async for key in redis.scan_iter(match=person_key(person, "*"), count=1000)]
     if keys:
         async with redis.pipeline(transaction=False) as pipe:
             for key in keys:
                 pipe.delete(key)
             await pipe.execute()
-
-
-async def _forget_mention_mail(redis: Redis, person: str) -> None:
-    from chat.mention_mail import DUE, LEASED  # a job module: imported where it is needed
-
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.zrem(DUE, person)
-        pipe.zrem(LEASED, person)
-        await pipe.execute()
 
 
 async def erase_messages(redis: Redis, person: str, email: str = "") -> int:

@@ -1,4 +1,4 @@
-"""Sending the sign-in code: through SMTP with aiosmtplib, or printed to the terminal."""
+"""Sending email (codes, notices): through SMTP with aiosmtplib, or printed to the terminal."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from email.utils import make_msgid
 from urllib.parse import urlsplit
 
 import aiosmtplib
+from quart import Quart
 
+from chat import addresses, i18n
 from chat.fragments import render_fragment
+from chat.i18n import Variant
 from chat.settings import SmtpTarget
 
 log = logging.getLogger("chat.mail")
@@ -46,6 +49,34 @@ async def code_email(
     message["Message-ID"] = make_msgid(domain=urlsplit(public_url).hostname or "chat.local")
     message.set_content(await render_fragment(f"email/{kind}.txt", **context))
     message.add_alternative(await render_fragment(f"email/{kind}.html", **context), subtype="html")
+    return message
+
+
+async def person_email(
+    app: Quart,
+    to: str,
+    template: str,
+    variant: Variant,
+    context: dict[str, object],
+    headers: dict[str, str] | None = None,
+) -> EmailMessage:
+    """An email to one person, in their language and time zone (`variant`), from
+    templates/email/<template>_subject.txt, <template>.txt and <template>.html."""
+    public = app.config["PUBLIC_URL"]
+    address = addresses.normalise(to, [to.rpartition("@")[2]])
+    message = EmailMessage()
+    message["From"] = app.config["MAIL_FROM"]
+    message["To"] = address.deliver_to if address else to
+    message["Message-ID"] = make_msgid(domain=urlsplit(public).hostname or "chat.local")
+    for name, value in (headers or {}).items():
+        message[name] = value
+    async with app.app_context():
+        with i18n.use(variant):
+            subject = await render_fragment(f"email/{template}_subject.txt", **context)
+            message["Subject"] = " ".join(subject.split())
+            message.set_content(await render_fragment(f"email/{template}.txt", **context))
+            html = await render_fragment(f"email/{template}.html", **context)
+    message.add_alternative(html, subtype="html")
     return message
 
 

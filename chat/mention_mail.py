@@ -20,7 +20,6 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
-from email.utils import make_msgid
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -28,8 +27,7 @@ from babel.dates import format_datetime
 from quart import Quart
 from redis.asyncio import Redis
 
-from chat import addresses, i18n, mailer, membership, ratelimit, store, unread, versions
-from chat.fragments import render_fragment
+from chat import i18n, mailer, membership, ratelimit, store, unread, versions
 from chat.i18n import Variant
 from chat.people import person_key
 
@@ -98,6 +96,14 @@ async def schedule(redis: Redis, persons: Iterable[str], item: Missed, delay_sec
             pipe.ltrim(missed_key(person), -KEEP_ITEMS, -1)
             pipe.expire(missed_key(person), KEEP_SECONDS)
             pipe.zadd(DUE, {person: due}, lt=True)
+        await pipe.execute()
+
+
+async def forget(redis: Redis, person: str) -> None:
+    """A deleted account: no job of theirs is due or leased (their items go with their keys)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.zrem(DUE, person)
+        pipe.zrem(LEASED, person)
         await pipe.execute()
 
 
@@ -227,19 +233,7 @@ async def _email(
     listed = [shown(*item) for item in items]
     site, settings = urlsplit(public).netloc, f"{public}/settings"
     context = {"items": listed, "count": len(listed), "site": site, "settings_link": settings}
-    address = addresses.normalise(to, [to.rpartition("@")[2]])
-    message = EmailMessage()
-    message["From"] = app.config["MAIL_FROM"]
-    message["To"] = address.deliver_to if address else to
-    message["Message-ID"] = make_msgid(domain=urlsplit(public).hostname or "chat.local")
-    async with app.app_context():
-        with i18n.use(variant):
-            subject = await render_fragment("email/mentions_subject.txt", **context)
-            message["Subject"] = " ".join(subject.split())
-            message.set_content(await render_fragment("email/mentions.txt", **context))
-            html = await render_fragment("email/mentions.html", **context)
-    message.add_alternative(html, subtype="html")
-    return message
+    return await mailer.person_email(app, to, "mentions", variant, context)
 
 
 def init_app(app: Quart) -> None:

@@ -115,7 +115,7 @@ async def load(
         await redis.delete(key)
         return None
     if now - float(record.get("seen") or 0) > SEEN_EVERY_SECONDS:
-        await redis.eval(_SET_IF_ALIVE, 1, key, "seen", repr(now))
+        await touch(redis, session_id, now)
     return Session(
         session_id,
         record["email"],
@@ -148,9 +148,10 @@ return 1
 """
 
 
-def touch(pipe: Any, session_id: str, now: float) -> None:
-    """Queue on `pipe`: the session was active at `now` (if it still exists)."""
-    pipe.eval(_SET_IF_ALIVE, 1, session_key(session_id), "seen", repr(now))
+def touch(client: Any, session_id: str, now: float) -> Any:
+    """The session was active at `now` (if it still exists): queued on a pipeline, or a
+    coroutine to await on a client."""
+    return client.eval(_SET_IF_ALIVE, 1, session_key(session_id), "seen", repr(now))
 
 
 async def save_choices(redis: Redis, person: str, locale: str, time_zone: str) -> None:

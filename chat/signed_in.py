@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -39,27 +40,33 @@ def handle(session_id: str) -> str:
     ]
 
 
-async def _live_ids(redis: Redis, person: str, max_seconds: int) -> list[str]:
-    """The person's sessions that still exist, newest first; ended ones leave the index."""
+_FIELDS = ["ua", "ip", "created", "seen"]
+
+
+async def _live(redis: Redis, person: str, max_seconds: int) -> dict[str, list[str | None]]:
+    """The person's sessions that still exist (id -> ua, ip, created, seen), newest first;
+    ended ones leave the index. One round trip for the records."""
     listed: list[str] = await redis.zrevrange(person_key(person, "sessions"), 0, -1)
-    alive = await sessions.alive(redis, listed, max_seconds)
-    gone = [sid for sid, live in zip(listed, alive, strict=True) if not live]
+    async with redis.pipeline(transaction=False) as pipe:
+        for session_id in listed:
+            pipe.hmget(sessions.session_key(session_id), _FIELDS)
+        records = await pipe.execute()
+    now = time.time()
+    live = {
+        session_id: record
+        for session_id, record in zip(listed, records, strict=True)
+        if record[2] is not None and now - float(record[2]) <= max_seconds
+    }
+    gone = [session_id for session_id in listed if session_id not in live]
     if gone:
         await redis.zrem(person_key(person, "sessions"), *gone)
-    return [sid for sid, live in zip(listed, alive, strict=True) if live]
+    return live
 
 
 async def listed(redis: Redis, person: str, current_id: str, max_seconds: int) -> list[SignedIn]:
     """This browser first, then the others, most recently active first."""
-    ids = await _live_ids(redis, person, max_seconds)
-    async with redis.pipeline(transaction=False) as pipe:
-        for session_id in ids:
-            pipe.hmget(sessions.session_key(session_id), ["ua", "ip", "created", "seen"])
-        records = await pipe.execute()
     found = []
-    for session_id, (agent, ip, created, seen) in zip(ids, records, strict=True):
-        if created is None:
-            continue  # ended meanwhile
+    for session_id, (agent, ip, created, seen) in (await _live(redis, person, max_seconds)).items():
         browser, system = await user_agents.describe(agent or "")
         found.append(
             SignedIn(
@@ -67,8 +74,8 @@ async def listed(redis: Redis, person: str, current_id: str, max_seconds: int) -
                 browser=browser,
                 system=system,
                 ip=ip or "",
-                signed_in_at=datetime.fromtimestamp(float(created), UTC),
-                active_at=datetime.fromtimestamp(float(seen or created), UTC),
+                signed_in_at=datetime.fromtimestamp(float(created or 0), UTC),
+                active_at=datetime.fromtimestamp(float(seen or created or 0), UTC),
                 this_browser=session_id == current_id,
             )
         )
@@ -81,7 +88,7 @@ async def end(redis: Redis, person: str, wanted: str, current_id: str, max_secon
     False when none of theirs has it."""
     if not HANDLE.fullmatch(wanted):
         return False
-    for session_id in await _live_ids(redis, person, max_seconds):
+    for session_id in await _live(redis, person, max_seconds):
         if session_id != current_id and hmac.compare_digest(handle(session_id), wanted):
             await sessions.revoke(redis, session_id, person)
             return True
@@ -90,7 +97,7 @@ async def end(redis: Redis, person: str, wanted: str, current_id: str, max_secon
 
 async def end_others(redis: Redis, person: str, current_id: str, max_seconds: int) -> int:
     """End every session of the person but this one; how many ended."""
-    others = [s for s in await _live_ids(redis, person, max_seconds) if s != current_id]
+    others = [s for s in await _live(redis, person, max_seconds) if s != current_id]
     for session_id in others:
         await sessions.revoke(redis, session_id, person)
     return len(others)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import make_msgid
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
@@ -14,8 +13,7 @@ from babel.dates import format_datetime
 from quart import Quart
 from redis.asyncio import Redis
 
-from chat import addresses, i18n, mailer, store, user_agents
-from chat.fragments import render_fragment
+from chat import i18n, mailer, store, user_agents
 from chat.i18n import Variant
 from chat.people import person_key
 
@@ -57,27 +55,19 @@ async def _email(
 ) -> EmailMessage:
     public = app.config["PUBLIC_URL"]
     browser, system = await user_agents.describe(user_agent)
-    address = addresses.normalise(to, [to.rpartition("@")[2]])
-    message = EmailMessage()
-    message["From"] = app.config["MAIL_FROM"]
-    message["To"] = address.deliver_to if address else to
-    message["Message-ID"] = make_msgid(domain=urlsplit(public).hostname or "chat.local")
-    message["Auto-Submitted"] = "auto-generated"  # RFC 3834: no vacation replies to this
-    message["X-Chat-Mail"] = "sign-in-notice"  # for mail filters (and the tests' inbox)
-    async with app.app_context():
-        with i18n.use(variant):
-            context = {
-                "site": urlsplit(public).netloc,
-                "settings_link": f"{public}/settings",
-                "device": user_agents.device_name(browser, system),
-                "ip": ip or "?",
-                "time": format_datetime(
-                    when, "long", tzinfo=ZoneInfo(variant.time_zone), locale=variant.locale
-                ),
-            }
-            subject = await render_fragment("email/signin_subject.txt", **context)
-            message["Subject"] = " ".join(subject.split())
-            message.set_content(await render_fragment("email/signin.txt", **context))
-            html = await render_fragment("email/signin.html", **context)
-    message.add_alternative(html, subtype="html")
-    return message
+    with i18n.use(variant):
+        device = user_agents.device_name(browser, system)
+    context: dict[str, object] = {
+        "site": urlsplit(public).netloc,
+        "settings_link": f"{public}/settings",
+        "device": device,
+        "ip": ip or "?",
+        "time": format_datetime(
+            when, "long", tzinfo=ZoneInfo(variant.time_zone), locale=variant.locale
+        ),
+    }
+    headers = {
+        "Auto-Submitted": "auto-generated",  # RFC 3834: no vacation replies to this
+        "X-Chat-Mail": "sign-in-notice",  # for mail filters (and the tests' inbox)
+    }
+    return await mailer.person_email(app, to, "signin", variant, context, headers)
