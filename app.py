@@ -41,6 +41,7 @@ from chat import (
     store,
     templating,
     typists,
+    upgrade,
     viewer,
 )
 from chat import rooms as room_registry
@@ -85,6 +86,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     logs.init_app(app)
 
     store.init_app(app)
+    upgrade.init_app(app)  # before anything reads a room's keys
     QuartAuth(app, user_class=ChatUser)
     viewer.init_app(app)  # first: every later refusal speaks the viewer's language
     security.init_app(app)

@@ -230,12 +230,11 @@ def queue_post(
     fields += ["ts", str(int(time.time() * 1000)), "cid", client_id]
     pipe.evalsha(
         sha,
-        5,
+        4,
         history.stream_key(slug),
-        f"dedupe:{slug}:s-{person.pid}:{client_id}",
+        f"{{r:{slug}}}:dedupe:s-{person.pid}:{client_id}",
         unread.seq_key(slug),
         versions.versions_key(slug),
-        archiver.ARCHIVED_STREAMS,
         HISTORY_MAXLEN,
         messages.room_channel(slug),
         fragment(body),
@@ -246,6 +245,7 @@ def queue_post(
         min(HISTORY_KEEP, HISTORY_MAXLEN),
         *fields,
     )
+    pipe.sadd(archiver.ARCHIVED_STREAMS, history.stream_key(slug))  # as post_message does
 
 
 class Poster:

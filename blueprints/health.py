@@ -13,7 +13,7 @@ bp = Blueprint("health", __name__)
 async def healthz() -> tuple[dict[str, object], int]:
     """The process is up and Redis answers; and what this host's archive has missed."""
     try:
-        await store.redis().ping()
+        await store.ping()
     except store.REDIS_DOWN:
         return {"status": "unhealthy", "redis": "unreachable"}, 503
     return {"status": "ok", "archive": await _archive_state()}, 200

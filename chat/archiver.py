@@ -7,9 +7,10 @@ A batch is written in one SQLite transaction and then acknowledged (XACK): after
 between the two the batch comes again from the group's pending list, and the archive, keyed by
 room and stream id, writes nothing twice.
 
-The post script (chat/messages.py) adds a room's stream to ARCHIVED_STREAMS (its first message
-and every 64th) and trims the stream only below what every group has acknowledged
-(TRIM_ARCHIVED); CHAT_HISTORY_MAXLEN stays the hard cap. Messages trimmed before this host's
+A room's stream is listed in ARCHIVED_STREAMS at its first message and every 64th (LIST_EVERY;
+chat/messages.py, after the post script, which touches only the room's slot). The script
+trims the stream only below what every group has acknowledged (TRIM_ARCHIVED);
+CHAT_HISTORY_MAXLEN stays the hard cap. Messages trimmed before this host's
 archive read them leave a hole in the room's message numbers: it is logged and counted
 (/healthz), never skipped silently.
 """
@@ -32,7 +33,7 @@ from quart import Quart, current_app
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from chat import history, people, store, tasks, versions
+from chat import history, keys, people, store, tasks, versions
 from chat.archive import Archive, Entry
 from chat.problems import ShownError
 
@@ -53,13 +54,15 @@ REFRESH_SECONDS = 2.0
 LOCK_RETRY_SECONDS = 2.0
 WRITE_RETRY_SECONDS = 10.0
 
-# For the post script, after its XADD (KEYS[1] the stream, KEYS[5] ARCHIVED_STREAMS, `n` the
+# How often (in messages) a room's stream is listed again, in case a listing was lost.
+LIST_EVERY = 64
+
+# For the post script, after its XADD (KEYS[1] the stream, `n` the
 # message's number, ARGV[8] how many entries the stream keeps once every archive has them).
 # Trims at most the entries below the oldest one some group has not acknowledged (its oldest
 # pending entry, or past its last delivered one), and never the newest ARGV[8].
 TRIM_ARCHIVED = """
 if n == 1 or n % 64 == 0 then
-  redis.call('SADD', KEYS[5], KEYS[1])
   local keep = tonumber(ARGV[8])
   local len = redis.call('XLEN', KEYS[1])
   if len > keep then
@@ -83,8 +86,13 @@ end
 """
 
 
+async def list_stream(redis: Redis, slug: str) -> None:
+    """Have every host's archiver follow this room's stream."""
+    await redis.sadd(ARCHIVED_STREAMS, history.stream_key(slug))
+
+
 def slug_of(stream: str) -> str:
-    return stream.removeprefix("stream:")
+    return keys.room_of(stream)
 
 
 def archive(app: Quart | None = None) -> Archive:
@@ -159,8 +167,8 @@ class Archiver:
                 await asyncio.sleep(1)
 
     async def _discover(self) -> None:
-        """Streams from before the post script listed them (once per start)."""
-        found = [key async for key in self.redis.scan_iter(match="stream:*", count=1000)]
+        """Streams whose listing was lost (once per start)."""
+        found = [key async for key in self.redis.scan_iter(match="{r:*}:stream", count=1000)]
         if found:
             await self.redis.sadd(ARCHIVED_STREAMS, *found)
 
@@ -177,11 +185,25 @@ class Archiver:
                     continue
         self.streams = listed
 
+    def _batches(self) -> list[list[list[str]]]:
+        """The streams in batches of up to KEYS_PER_READ, each a list of one-slot groups (a
+        cluster reads each group with its own XREADGROUP, all of a batch in one pipeline)."""
+        batches: list[list[list[str]]] = [[]]
+        size = 0
+        for group in store.by_slot(self.redis, self.streams):
+            for chunk in _chunks(group, KEYS_PER_READ):
+                if size + len(chunk) > KEYS_PER_READ and batches[-1]:
+                    batches.append([])
+                    size = 0
+                batches[-1].append(chunk)
+                size += len(chunk)
+        return [batch for batch in batches if batch]
+
     async def _catch_up_pending(self) -> None:
         """What this consumer read but had not acknowledged when it stopped."""
         await self._refresh()
-        for chunk in _chunks(self.streams, KEYS_PER_READ):
-            while await self._read({stream: "0" for stream in chunk}, block=None):
+        for batch in self._batches():
+            while await self._read(batch, "0", block=None):
                 pass
 
     async def _follow(self) -> None:
@@ -190,27 +212,37 @@ class Archiver:
             if time.monotonic() - refreshed > REFRESH_SECONDS:
                 await self._refresh()
                 refreshed = time.monotonic()
-            chunks = list(_chunks(self.streams, KEYS_PER_READ))
-            if not chunks:
+            batches = self._batches()
+            if not batches:
                 await asyncio.sleep(REFRESH_SECONDS)
                 continue
-            block = BLOCK_MS if len(chunks) == 1 else None
+            block = BLOCK_MS if len(batches) == 1 and len(batches[0]) == 1 else None
             got = 0
-            for chunk in chunks:
-                got += await self._read({stream: ">" for stream in chunk}, block=block)
+            for batch in batches:
+                got += await self._read(batch, ">", block=block)
             if got < MAX_PER_READ // 4:
                 # Let a batch gather: each costs round trips and a transaction however small,
                 # and this runs in a worker that also serves sockets (bench/REPORT.md).
                 await asyncio.sleep(GATHER_SECONDS)
 
-    async def _read(self, streams: dict[str, str], block: int | None) -> int:
-        """One XREADGROUP, archived and acknowledged; how many entries it brought."""
+    async def _read(self, batch: list[list[str]], after: str, block: int | None) -> int:
+        """One XREADGROUP per one-slot group, archived and acknowledged; how many entries
+        they brought."""
+        # At most about MAX_PER_READ entries in one read (and one transaction).
+        count = max(10, min(BATCH, MAX_PER_READ // sum(len(group) for group in batch)))
         try:
-            # At most about MAX_PER_READ entries in one read (and one transaction).
-            count = max(10, min(BATCH, MAX_PER_READ // len(streams)))
-            replies = await self.redis.xreadgroup(
-                self.group, CONSUMER, streams, count=count, block=block
-            )
+            if len(batch) == 1:
+                streams = dict.fromkeys(batch[0], after)
+                replies = await self.redis.xreadgroup(
+                    self.group, CONSUMER, streams, count=count, block=block
+                )
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for group in batch:
+                        pipe.xreadgroup(
+                            self.group, CONSUMER, dict.fromkeys(group, after), count=count
+                        )
+                    replies = [reply for got in await pipe.execute() for reply in got or []]
         except ResponseError as error:
             if "NOGROUP" not in str(error):
                 raise

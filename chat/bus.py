@@ -1,14 +1,20 @@
-"""One pub/sub connection per worker, fanned out to the local sockets' bounded queues.
+"""Pub/sub for the worker: one connection per Redis node, fanned out to local sockets' queues.
 
     await bus.publish(channel, data)
     async with bus.subscribe(channel, ...) as sub:
         async for item in sub: ...
 
+Channels are sharded (SSUBSCRIBE, SPUBLISH): each lives on the node that owns its hash slot,
+so a channel named with a room's hash tag lives beside the room's keys, and the post script
+publishes it in the same call. On one server there is one node; on a cluster the worker keeps
+one connection per primary that owns a channel it wants (store.Topology says which), however
+many rooms and sockets it serves, and channels are reference-counted across its sockets.
+
 A subscription yields pieces (chat/localize.py: the published item as its viewer variant
-reads it, made once per variant as it arrives), or a Signal: GAP after the pub/sub
-connection was lost and re-made (messages may have been missed: backfill), OVERFLOW when the
-consumer fell so far behind that its queue filled (close the socket; the client reconnects
-and backfills).
+reads it, made once per variant as it arrives), or a Signal: GAP once a lost subscription is
+back (a connection lost and re-made, a failover, a slot moved: messages may have been missed,
+so backfill), OVERFLOW when the consumer fell so far behind that its queue filled (close the
+socket; the client reconnects and backfills).
 """
 
 from __future__ import annotations
@@ -24,10 +30,8 @@ from typing import Any, Protocol
 from quart import Quart, current_app
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
-from chat import store
+from chat import store, tasks
 from chat.i18n import Variant
 from chat.localize import TEMPLATE, Piece, make_piece, needs_variant
 
@@ -35,6 +39,8 @@ log = logging.getLogger("chat.bus")
 
 # How long the reader waits for a message before it sends queued (un)subscribes.
 POLL_SECONDS = 0.02
+# The longest wait between attempts to reach a node again (a failover takes a few seconds).
+MAX_RETRY_SECONDS = 2.0
 
 
 class Signal(enum.Enum):
@@ -92,54 +98,50 @@ class Watcher(Protocol):
 
 
 class Bus:
-    def __init__(self, app: Quart, redis_url: str, publisher: Redis, queue_size: int) -> None:
+    """The worker's channels, each read through the link to the Redis node that owns it."""
+
+    def __init__(
+        self, app: Quart, topology: store.Topology, publisher: Any, queue_size: int
+    ) -> None:
         self._app = app
-        # Own client, no silent retries: a reconnect must be seen so sockets can backfill.
-        self._client = Redis.from_url(
-            redis_url,
-            decode_responses=True,
-            retry=Retry(NoBackoff(), 0),
-            socket_connect_timeout=2,
-            health_check_interval=10,
-        )
+        self.topology = topology
         self._publisher = publisher
         self._queue_size = queue_size
         self._subs: dict[str, set[Subscription]] = {}
         self._watchers: dict[str, set[Watcher]] = {}
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._confirmed: set[str] = set()
-        self._to_subscribe: set[str] = set()
-        self._to_unsubscribe: set[str] = set()
-        self._pubsub: PubSub | None = None
-        self._connected = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.worker_channel = f"worker:{secrets.token_hex(8)}"
+        # Channels whose subscription was lost: their readers get GAP once it is back.
+        self._gapped: set[str] = set()
+        self._links: dict[str, _Link] = {}
+        self._route: dict[str, _Link] = {}
+        self._rerouting = asyncio.Lock()
+        self._reroute_task: asyncio.Task[None] | None = None
+        self.worker_channel = f"worker:{{{secrets.token_hex(8)}}}"
         self._echoes: dict[str, asyncio.Future[None]] = {}
-        self._stopping = False
+        self.stopping = False
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="bus-reader")
+        self._want(self.worker_channel)
 
     async def stop(self) -> None:
-        # The reader polls with a timeout and checks this flag: cancelling a task blocked
-        # inside redis-py's pub/sub read can hang, so it is asked to stop instead.
-        self._stopping = True
-        if self._task is not None:
-            try:
-                await asyncio.wait_for(asyncio.shield(self._task), timeout=3)
-            except TimeoutError:
-                self._task.cancel()
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
-        await self._client.aclose()
+        self.stopping = True
+        if self._reroute_task is not None:
+            await tasks.stop(self._reroute_task)
+        await asyncio.gather(*(link.stop() for link in list(self._links.values())))
+
+    def forget(self, link: _Link) -> None:
+        """A link left with no channels ends."""
+        if self._links.get(link.node) is link:
+            del self._links[link.node]
+        link.retire()
 
     @property
     def connected(self) -> bool:
-        return self._connected.is_set()
+        return bool(self._links) and all(link.connected for link in self._links.values())
 
     async def publish(self, channel: str, data: str) -> None:
-        await self._publisher.publish(channel, data)
+        await self._publisher.spublish(channel, data)
 
     @contextlib.asynccontextmanager
     async def subscribe(
@@ -165,9 +167,8 @@ class Bus:
 
     def watch(self, channel: str, watcher: Watcher) -> None:
         """Hand `watcher` every item of `channel` from now on (as soon as Redis confirms)."""
-        if not self._wanted(channel):
-            self._to_subscribe.add(channel)
         self._watchers.setdefault(channel, set()).add(watcher)
+        self._want(channel)
 
     def unwatch(self, channel: str, watcher: Watcher) -> None:
         watchers = self._watchers.get(channel)
@@ -177,13 +178,33 @@ class Bus:
                 del self._watchers[channel]
                 self._drop_if_unwanted(channel)
 
-    def _wanted(self, channel: str) -> bool:
-        return channel in self._subs or channel in self._watchers
+    def wanted(self, channel: str) -> bool:
+        return channel in self._subs or channel in self._watchers or channel == self.worker_channel
+
+    def _want(self, channel: str) -> None:
+        """Route a wanted channel to its node's link (which subscribes it), once."""
+        if channel in self._route:
+            return
+        try:
+            node = self.topology.owner(channel)
+        except Exception as error:  # the cluster's map is not known yet: the next reroute
+            log.warning("pub/sub: no node known for %s yet: %s", channel, error)
+            self.schedule_reroute()
+            return
+        link = self._links.get(node)
+        if link is None:
+            link = self._links[node] = _Link(self, node)
+            link.start()
+        self._route[channel] = link
+        link.add(channel)
 
     def _drop_if_unwanted(self, channel: str) -> None:
-        if not self._wanted(channel):
+        if not self.wanted(channel):
             self._confirmed.discard(channel)
-            self._to_unsubscribe.add(channel)
+            self._gapped.discard(channel)
+            link = self._route.pop(channel, None)
+            if link is not None:
+                link.remove(channel)
 
     async def roundtrip(self, timeout: float = 1.0) -> bool:
         """Publish to this worker's own channel and wait to hear it back (readiness)."""
@@ -202,136 +223,246 @@ class Bus:
 
     async def confirm(self, channels: list[str]) -> None:
         """Wait until Redis has confirmed these (watched or subscribed) channels."""
-        await self._confirm(tuple(channel for channel in channels if self._wanted(channel)))
+        await self._confirm(tuple(channel for channel in channels if self.wanted(channel)))
 
     async def _confirm(self, channels: tuple[str, ...]) -> None:
-        """Wait until the reader has subscribed to every channel and Redis has confirmed it."""
+        """Wait until every channel's link has subscribed it and Redis has confirmed it."""
         loop = asyncio.get_running_loop()
         waits = []
         for channel in channels:
             if channel not in self._confirmed:
                 future: asyncio.Future[None] = loop.create_future()
                 self._confirmations.setdefault(channel, []).append(future)
-                self._to_subscribe.add(channel)
                 waits.append(future)
+                self._want(channel)
         if waits:
             await asyncio.wait_for(asyncio.gather(*waits), timeout=5)
 
-    async def _send_pending_commands(self) -> None:
-        # Only the reader task touches the pub/sub connection: redis-py's PubSub is not
-        # safe to use from two tasks at once (a concurrent UNSUBSCRIBE can hang).
-        assert self._pubsub is not None
-        subscribe = [c for c in self._to_subscribe if self._wanted(c)]
-        unsubscribe = [c for c in self._to_unsubscribe if not self._wanted(c)]
-        self._to_subscribe.clear()
-        self._to_unsubscribe.clear()
-        if subscribe:
-            await self._pubsub.subscribe(*subscribe)
-        if unsubscribe:
-            await self._pubsub.unsubscribe(*unsubscribe)
+    def on_confirmed(self, channels: list[str]) -> None:
+        """Redis has confirmed these channels on their link: wake waiters, tell of gaps."""
+        gapped: set[str] = set()
+        for channel in channels:
+            if self._route.get(channel) is None or not self.wanted(channel):
+                continue
+            self._confirmed.add(channel)
+            for future in self._confirmations.pop(channel, []):
+                if not future.done():
+                    future.set_result(None)
+            if channel in self._gapped:
+                self._gapped.discard(channel)
+                gapped.add(channel)
+        if gapped:
+            self._signal_gap(gapped)
+
+    def on_lost(self, channels: list[str]) -> None:
+        """These channels' subscription is gone (connection lost, slot moved): until they are
+        confirmed again, messages may be missed, so their readers backfill after."""
+        for channel in channels:
+            if channel in self._confirmed:
+                self._confirmed.discard(channel)
+                self._gapped.add(channel)
+
+    def schedule_reroute(self) -> None:
+        if self.stopping or (self._reroute_task is not None and not self._reroute_task.done()):
+            return
+        self._reroute_task = asyncio.create_task(self.reroute(), name="bus-reroute")
+
+    async def reroute(self) -> None:
+        """Ask Redis where every channel lives now and move those that changed node."""
+        async with self._rerouting:
+            try:
+                await self.topology.refresh()
+            except Exception as error:
+                log.warning("pub/sub: cannot read the cluster's map: %s", error)
+                return
+            wanted = {*self._subs, *self._watchers, self.worker_channel}
+            for channel in wanted:
+                link = self._route.get(channel)
+                try:
+                    node = self.topology.owner(channel)
+                except Exception:  # noqa: S112 - a slot nobody serves yet: the next reroute
+                    continue
+                if link is not None and link.node == node:
+                    if channel not in self._confirmed:  # dropped by the server: ask again
+                        link.add(channel)
+                    continue
+                if link is not None:
+                    self.on_lost([channel])
+                    self._route.pop(channel, None)
+                    link.remove(channel)
+                    log.info("pub/sub: %s moved from %s to %s", channel, link.node, node)
+                self._want(channel)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        if channel == self.worker_channel:
+            echo = self._echoes.get(message["data"])
+            if echo is not None and not echo.done():
+                echo.set_result(None)
+            return
+        item: str = message["data"]
+        for watcher in tuple(self._watchers.get(channel, ())):
+            watcher.on_item(channel, item)
+        per_variant = needs_variant(item)
+        pieces: dict[Variant | None, Piece] = {}
+        for sub in tuple(self._subs.get(channel, ())):
+            variant = sub.variant if per_variant else None
+            piece = pieces.get(variant)
+            if piece is None:  # once per message and viewer variant on this worker
+                if TEMPLATE in item:  # rendering words needs the app's templates
+                    async with self._app.app_context():
+                        piece = await make_piece(item, variant)
+                else:
+                    piece = await make_piece(item, variant)
+                pieces[variant] = piece
+            sub.deliver(piece)
+
+    def _signal_gap(self, channels: set[str]) -> None:
+        watchers = {w for channel in channels for w in self._watchers.get(channel, ())}
+        for watcher in watchers:
+            watcher.on_gap()
+        subs = {id(s): s for channel in channels for s in self._subs.get(channel, ())}
+        for sub in subs.values():
+            sub.deliver(Signal.GAP)
+
+
+class _Link:
+    """One Redis node's pub/sub connection: subscribes the channels routed to it, reads them.
+
+    Only its own task touches the connection: redis-py's PubSub is not safe to use from two
+    tasks at once (a concurrent unsubscribe can hang)."""
+
+    def __init__(self, bus: Bus, node: str) -> None:
+        self.bus = bus
+        self.node = node
+        self.channels: set[str] = set()  # routed here: subscribed, or about to be
+        self.pending: set[str] = set()  # to send SSUBSCRIBE for
+        self.leaving: set[str] = set()  # to send SUNSUBSCRIBE for
+        self.connected = False
+        self._retired = False
+        self._task: asyncio.Task[None] | None = None
+        self._client: Redis | None = None
+        self._pubsub: PubSub | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"bus-link-{self.node}")
+
+    def add(self, channel: str) -> None:
+        self.channels.add(channel)
+        self.leaving.discard(channel)
+        self.pending.add(channel)
+
+    def remove(self, channel: str) -> None:
+        self.channels.discard(channel)
+        self.pending.discard(channel)
+        self.leaving.add(channel)
+
+    def retire(self) -> None:
+        """End the task once it is free (it may be the one asking)."""
+        self._retired = True
+
+    async def stop(self) -> None:
+        # The reader polls with a timeout and checks the flag: cancelling a task blocked
+        # inside redis-py's pub/sub read can hang, so it is asked to stop instead.
+        self._retired = True
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), timeout=3)
+            except TimeoutError:
+                await tasks.stop(self._task)
+        await self._close()
+
+    def _done(self) -> bool:
+        return self._retired or self.bus.stopping
 
     async def _run(self) -> None:
         delay = 0.2
-        first = True
-        while not self._stopping:
-            try:
-                await self._connect()
-                if not first:
-                    log.info("pub/sub reconnected; %d channels resubscribed", len(self._subs))
-                    self._broadcast(Signal.GAP)
-                first, delay = False, 0.2
-                await self._read()
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                if self._connected.is_set():
-                    log.warning("pub/sub connection lost: %s", error)
-                self._connected.clear()
-                self._confirmed.clear()  # subscribers waiting in _confirm are served on reconnect
-                for _ in range(int(delay * 10)):
-                    if self._stopping:
-                        return
-                    await asyncio.sleep(0.1)
-                delay = min(delay * 2, 5.0)
+        try:
+            while not self._done():
+                try:
+                    await self._connect()
+                    delay = 0.2
+                    await self._read()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    if self.connected:
+                        log.warning("pub/sub connection to %s lost: %s", self.node, error)
+                    self.connected = False
+                    self.bus.on_lost(list(self.channels))
+                    for _ in range(int(delay * 10)):
+                        if self._done():
+                            return
+                        await asyncio.sleep(0.1)
+                    delay = min(delay * 2, MAX_RETRY_SECONDS)
+                    # A failover or a resharding may have given our slots to another node.
+                    await self.bus.reroute()
+                    if not self.channels:
+                        self.bus.forget(self)
+        finally:
+            self.connected = False
+            await self._close()
+
+    async def _close(self) -> None:
+        pubsub, client = self._pubsub, self._client
+        self._pubsub = self._client = None
+        if pubsub is not None:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
 
     async def _connect(self) -> None:
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
+        await self._close()
+        self._client = self.bus.topology.client(self.node)
         self._pubsub = self._client.pubsub()
-        self._to_subscribe.clear()
-        self._to_unsubscribe.clear()
-        channels = [self.worker_channel, *{*self._subs, *self._watchers}]
-        await self._pubsub.subscribe(*channels)
-        remaining = set(channels)
-        while remaining:
-            message = await self._pubsub.get_message(timeout=5)
-            if message is None:
-                raise ConnectionError("no subscribe confirmation within 5 s")
-            if message["type"] == "subscribe":
-                remaining.discard(message["channel"])
-        self._confirmed.update(channel for channel in channels if self._wanted(channel))
-        for channel in channels:
-            for future in self._confirmations.pop(channel, []):
-                if not future.done():
-                    future.set_result(None)
-        self._connected.set()
+        self.leaving.clear()
+        self.pending = set(self.channels)
+        await self._send()
+        self.connected = True
+
+    async def _send(self) -> None:
+        assert self._pubsub is not None
+        subscribe = sorted(c for c in self.pending if c in self.channels)
+        unsubscribe = sorted(c for c in self.leaving if c not in self.channels)
+        self.pending.clear()
+        self.leaving.clear()
+        # A cluster node refuses one command naming channels of several slots.
+        for group in self.bus.topology.by_slot(subscribe):
+            await self._pubsub.ssubscribe(*group)
+        for group in self.bus.topology.by_slot(unsubscribe):
+            await self._pubsub.sunsubscribe(*group)
 
     async def _read(self) -> None:
         assert self._pubsub is not None
-        while not self._stopping:
-            if self._to_subscribe or self._to_unsubscribe:
-                await self._send_pending_commands()
-            message = await self._pubsub.get_message(timeout=POLL_SECONDS)
-            if message is not None:
-                await self._dispatch(message)
-
-    async def _dispatch(self, message: dict[str, Any]) -> None:
-        kind, channel = message["type"], message["channel"]
-        if kind == "subscribe":
-            if self._wanted(channel):
-                self._confirmed.add(channel)
-            for future in self._confirmations.pop(channel, []):
-                if not future.done():
-                    future.set_result(None)
-        elif kind == "message":
-            if channel == self.worker_channel:
-                echo = self._echoes.get(message["data"])
-                if echo is not None and not echo.done():
-                    echo.set_result(None)
+        while not self._done():
+            if self.pending or self.leaving:
+                await self._send()
+            if not self.channels:
+                self.bus.forget(self)
                 return
-            item: str = message["data"]
-            for watcher in tuple(self._watchers.get(channel, ())):
-                watcher.on_item(channel, item)
-            per_variant = needs_variant(item)
-            pieces: dict[Variant | None, Piece] = {}
-            for sub in tuple(self._subs.get(channel, ())):
-                variant = sub.variant if per_variant else None
-                piece = pieces.get(variant)
-                if piece is None:  # once per message and viewer variant on this worker
-                    if TEMPLATE in item:  # rendering words needs the app's templates
-                        async with self._app.app_context():
-                            piece = await make_piece(item, variant)
-                    else:
-                        piece = await make_piece(item, variant)
-                    pieces[variant] = piece
-                sub.deliver(piece)
-
-    def _broadcast(self, signal: Signal) -> None:
-        for watcher in {w for watchers in self._watchers.values() for w in watchers}:
-            watcher.on_gap()
-        seen: set[int] = set()
-        for members in self._subs.values():
-            for sub in members:
-                if id(sub) not in seen:
-                    seen.add(id(sub))
-                    sub.deliver(signal)
+            message = await self._pubsub.get_message(timeout=POLL_SECONDS)
+            if message is None:
+                continue
+            kind, channel = message["type"], message["channel"]
+            if channel not in self.channels:
+                continue  # left this node meanwhile
+            if kind == "smessage":
+                await self.bus.dispatch(message)
+            elif kind == "ssubscribe":
+                self.bus.on_confirmed([channel])
+            elif kind == "sunsubscribe":
+                # Not asked for (the channel is still routed here): its slot has moved.
+                log.info("pub/sub: %s unsubscribed by %s (slot moved)", channel, self.node)
+                self.bus.on_lost([channel])
+                self.bus.schedule_reroute()
 
 
 def init_app(app: Quart) -> None:
     @app.before_serving
     async def start_bus() -> None:
-        bus = Bus(app, app.config["REDIS_URL"], store.redis(app), app.config["WS_QUEUE_SIZE"])
+        bus = Bus(app, store.topology(app), store.redis(app), app.config["WS_QUEUE_SIZE"])
         app.extensions["bus"] = bus
         await bus.start()
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 
+from chat import keys
 from chat.people import legacy_tag
 
 PAGE = 50
@@ -83,7 +84,11 @@ def _mentions(raw: str | None) -> tuple[tuple[str, str], ...]:
 
 
 def stream_key(slug: str) -> str:
-    return f"stream:{slug}"
+    return keys.room(slug, "stream")
+
+
+def epoch_key(slug: str) -> str:
+    return keys.room(slug, "epoch")
 
 
 def parse_id(text: str | None) -> tuple[int, int] | None:
@@ -125,5 +130,5 @@ async def epoch(redis: Redis, slug: str) -> str:
     whole list" rather than "append what you missed", so nobody is shown a silent hole.
     """
     fresh = secrets.token_hex(6)
-    previous = await redis.set(f"epoch:{slug}", fresh, nx=True, get=True)
+    previous = await redis.set(epoch_key(slug), fresh, nx=True, get=True)
     return str(previous or fresh)

@@ -16,6 +16,7 @@ from chat import (
     archiver,
     history,
     i18n,
+    keys,
     membership,
     mention_mail,
     mentions,
@@ -36,7 +37,7 @@ ID_PLACEHOLDER = "\x00msgid\x00"
 # <mentioned people,>": what a worker needs for unread counts without parsing the HTML. Its
 # text goes to the room's version set (chat/versions.py), the rest to the stream.
 # The stream is trimmed only below what every archive has read (chat/archiver.py).
-# KEYS: stream, dedupe key, room counter, version set, archived streams. ARGV: maxlen,
+# KEYS: stream, dedupe key, room counter, version set (one room, one slot). ARGV: maxlen,
 # channel, html, placeholder, dedupe ttl, mentioned people, text JSON, entries kept, fields...
 _POST = (
     versions.PAD_LUA
@@ -59,7 +60,7 @@ while true do
   from = e + 1
 end
 table.insert(out, string.sub(html, from))
-redis.call('PUBLISH', ARGV[2], id .. ' ' .. n .. ' ' .. ARGV[6] .. '\\n' .. table.concat(out))
+redis.call('SPUBLISH', ARGV[2], id .. ' ' .. n .. ' ' .. ARGV[6] .. '\\n' .. table.concat(out))
 return {1, id, n}
 """
 )
@@ -96,7 +97,7 @@ class Posted:
 
 
 def room_channel(slug: str) -> str:
-    return f"room:{slug}"
+    return keys.room(slug, "live")
 
 
 async def render_frame(
@@ -140,12 +141,11 @@ async def post_message(room: Room, author: Author | Session, body: str, client_i
     mentioned = [person for person in dict.fromkeys(p for _, p in named) if person != author.person]
     created, entry_id, seq = await redis.eval(
         _POST,
-        5,
+        4,
         history.stream_key(room.slug),
-        f"dedupe:{room.slug}:{author.scope}:{client_id}",
+        f"{{r:{room.slug}}}:dedupe:{author.scope}:{client_id}",
         unread.seq_key(room.slug),
         versions.versions_key(room.slug),
-        archiver.ARCHIVED_STREAMS,
         current_app.config["HISTORY_MAXLEN"],
         room_channel(room.slug),
         html,
@@ -157,6 +157,8 @@ async def post_message(room: Room, author: Author | Session, body: str, client_i
         *fields,
     )
     posted = Posted(id=entry_id, duplicate=not created, seq=int(seq))
+    if created and (posted.seq == 1 or posted.seq % archiver.LIST_EVERY == 0):
+        await archiver.list_stream(redis, room.slug)
     if created:
         await _tell_the_absent(room, author, posted, mentioned, now_ms)
     return posted

@@ -45,7 +45,7 @@ def session_key(session_id: str, name: str = "session") -> str:
 
 def session_channel(session_id: str) -> str:
     """Pub/sub channel that tells every worker to close this session's sockets."""
-    return f"session:{session_id}"
+    return f"revoke:{{{session_id}}}"
 
 
 async def create(
@@ -179,7 +179,7 @@ async def revoke(redis: Redis, session_id: str, person: str) -> None:
     """Delete the record and tell every worker to close the session's sockets."""
     await redis.delete(session_key(session_id))
     await redis.zrem(person_key(person, "sessions"), session_id)
-    await redis.publish(session_channel(session_id), "revoke\n")
+    await redis.spublish(session_channel(session_id), "revoke\n")
 
 
 # Sending counts as activity (slides the idle expiry); the absolute lifetime is checked too.

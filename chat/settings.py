@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
+from chat import redis_target
 from chat.addresses import normalise as normalise_address
 from chat.addresses import unicode_domain
 
@@ -245,14 +246,9 @@ def development_secret(instance: Path) -> str:
 
 def _check_redis_url(url: str) -> None:
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError as error:
-        raise ConfigError("REDIS_URL", f"cannot parse {url!r}: {error}") from None
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(
-            "REDIS_URL", f"unknown scheme {parts.scheme!r}; use redis://, rediss:// or unix://"
-        )
+        redis_target.parse(url)
+    except redis_target.BadRedisUrl as error:
+        raise ConfigError("REDIS_URL", str(error)) from None
 
 
 def _admin_emails(value: Any) -> frozenset[str]:

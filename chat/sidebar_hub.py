@@ -28,7 +28,7 @@ from markupsafe import escape
 from quart import Quart
 
 from chat import bus as bus_module
-from chat import i18n, presence, sidebar, store, tasks, unread
+from chat import i18n, keys, presence, sidebar, store, tasks, unread
 from chat.fragments import render_fragment
 from chat.i18n import Variant
 from chat.messages import room_channel
@@ -51,11 +51,11 @@ GroupKey = tuple[str, str | None, Variant]  # person, the room open, variant
 
 
 def person_channel(person: str) -> str:
-    return f"person:{person}"
+    return f"{{p:{person}}}:live"
 
 
 async def publish_event(person: str, event: str, *args: object) -> None:
-    await store.redis().publish(person_channel(person), f"{event}\n{' '.join(map(str, args))}")
+    await store.redis().spublish(person_channel(person), f"{event}\n{' '.join(map(str, args))}")
 
 
 class Member:
@@ -240,7 +240,7 @@ class Hub:
         parts = head.split(" ")
         if len(parts) < 3 or not parts[1].isdigit():
             return  # a presence notice, not a message
-        slug, seq = channel.removeprefix("room:"), int(parts[1])
+        slug, seq = keys.room_of(channel), int(parts[1])
         if seq > self.latest.get(slug, 0):
             self.latest[slug] = seq
         for person in filter(None, parts[2].split(",")):

@@ -1,6 +1,6 @@
 """Who is typing: "Ada is typing…" for the others in the room, gone soon after they stop.
 
-A typist's socket publishes "<person> <name>" on the room's typing channel (`typing:<slug>`) at
+A typist's socket publishes "<person> <name>" on the room's typing channel (`{r:<slug>}:typing`) at
 most once every THROTTLE_SECONDS, and "-<person>" when they send, stop (2 s without a key) or
 close the tab. Nothing is stored. Each worker
 watches the typing channel of every room its sockets have open (one copy per worker), keeps
@@ -22,7 +22,7 @@ from markupsafe import escape
 from quart import Quart
 
 from chat import bus as bus_module
-from chat import i18n, moderation, store, tasks
+from chat import i18n, keys, moderation, store, tasks
 from chat.i18n import Variant
 from chat.labels import N_
 
@@ -42,7 +42,7 @@ MANY = N_("Several people are typing…")
 
 
 def typing_channel(slug: str) -> str:
-    return f"typing:{slug}"
+    return keys.room(slug, "typing")
 
 
 # One round trip: nothing in a room where only admins post (for the others), at most one
@@ -51,7 +51,7 @@ def typing_channel(slug: str) -> str:
 _TELL = """
 if redis.call('HGET', KEYS[1], 'admins_only') == '1' and ARGV[1] ~= '1' then return 0 end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[2]) then return 1 end
-redis.call('PUBLISH', ARGV[3], ARGV[4])
+redis.call('SPUBLISH', ARGV[3], ARGV[4])
 return 1
 """
 
@@ -96,7 +96,7 @@ class Signal:
     async def stopped(self) -> None:
         if self.telling:
             self.telling = False
-            await store.redis().publish(typing_channel(self.slug), f"-{self.person}")
+            await store.redis().spublish(typing_channel(self.slug), f"-{self.person}")
 
 
 def line_text(names: tuple[str, ...], variant: Variant) -> str:
@@ -164,7 +164,7 @@ class Board:
 
     # chat/bus.py Watcher
     def on_item(self, channel: str, item: str) -> None:
-        room = self.rooms.get(channel.removeprefix("typing:"))
+        room = self.rooms.get(keys.room_of(channel))
         if room is None:
             return
         if item.startswith("-"):

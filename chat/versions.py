@@ -52,7 +52,7 @@ if version ~= tonumber(ARGV[2]) then return {0} end
 if #found > 0 then redis.call('ZREM', KEYS[2], found[1]) end
 redis.call('ZADD', KEYS[2], 0, padded .. '\\31' .. ARGV[3])
 local eid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[7], '*', 'k', ARGV[4], 'of', ARGV[1])
-redis.call('PUBLISH', ARGV[5], eid .. '\\n' .. ARGV[6])
+redis.call('SPUBLISH', ARGV[5], eid .. '\\n' .. ARGV[6])
 return {1, eid}
 """
 )

@@ -115,7 +115,7 @@ def stored_messages(redis: Any, slug: str = "general") -> list[dict[str, str]]:
         millis, _, seq = pad.partition("-")
         texts[f"{int(millis)}-{int(seq)}"] = json.loads(raw)
     found = []
-    for entry_id, fields in redis.xrange(f"stream:{slug}"):
+    for entry_id, fields in redis.xrange(f"{{r:{slug}}}:stream"):
         if "k" in fields:  # a change event
             continue
         state = texts.get(entry_id, {})

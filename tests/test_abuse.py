@@ -253,7 +253,9 @@ async def test_older_accepts_only_64_bit_ascii_ids(
 async def test_socket_ignores_or_handles_any_after(
     app: Quart, inbox: Inbox, redis_sync: Redis, after: str
 ) -> None:
-    redis_sync.xadd("stream:general", {"author": "a@x.org", "name": "a", "body": "hi", "ts": "0"})
+    redis_sync.xadd(
+        "{r:general}:stream", {"author": "a@x.org", "name": "a", "body": "hi", "ts": "0"}
+    )
     alice = await signed_in_client(app, inbox, "alice@example.org")
     async with alice.websocket("/rooms/general/ws", query_string={"after": after}) as ws:
         await receive_until(ws, 'id="online"')

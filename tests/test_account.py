@@ -299,7 +299,7 @@ async def test_deleting_an_account_needs_a_fresh_code_and_erases_the_person(
             await asyncio.sleep(0.05)
     assert in_team in [i for i, _ in archived(own_archive, team)]
     # Nothing stored names the address: not the streams, not the archive's rows.
-    assert "ada@example.org" not in json.dumps(redis_sync.xrange("stream:general"))
+    assert "ada@example.org" not in json.dumps(redis_sync.xrange("{r:general}:stream"))
     for file in own_archive.parent.glob(own_archive.name + "*"):  # the WAL too
         assert b"ada@example.org" not in file.read_bytes()
 

@@ -64,7 +64,7 @@ async def followed(app: Quart, redis_sync: Redis, slug: str = "general") -> list
     ids = await post_many(app, 1, slug)
     group = app.config["ARCHIVE_GROUP"]
     async with asyncio.timeout(10):
-        while group not in {g["name"] for g in redis_sync.xinfo_groups(f"stream:{slug}")}:
+        while group not in {g["name"] for g in redis_sync.xinfo_groups(f"{{r:{slug}}}:stream")}:
             await asyncio.sleep(0.05)
     return ids
 
@@ -100,7 +100,7 @@ async def test_every_message_is_archived_once_with_its_changes(
             == 1
         )
     # Every entry is acknowledged: nothing waits in the group.
-    group = next(g for g in redis_sync.xinfo_groups("stream:general"))
+    group = next(g for g in redis_sync.xinfo_groups("{r:general}:stream"))
     assert group["pending"] == 0
 
 
@@ -114,14 +114,14 @@ async def test_a_batch_written_but_not_acknowledged_is_not_written_twice(
         crashed = archiver.Archiver(store.redis(), Archive(path), "crash-host")
         await crashed._refresh()
         replies = await crashed.redis.xreadgroup(
-            "crash-host", archiver.CONSUMER, {"stream:general": ">"}, count=500
+            "crash-host", archiver.CONSUMER, {"{r:general}:stream": ">"}, count=500
         )
         new, changed = await crashed._entries(replies)
         Archive(path).store(new, changed)  # written, then "killed" before XACK
-        assert redis_sync.xpending("stream:general", "crash-host")["pending"] == 20
+        assert redis_sync.xpending("{r:general}:stream", "crash-host")["pending"] == 20
         again = archiver.Archiver(store.redis(), Archive(path), "crash-host")
         await again._catch_up_pending()
-    assert redis_sync.xpending("stream:general", "crash-host")["pending"] == 0
+    assert redis_sync.xpending("{r:general}:stream", "crash-host")["pending"] == 0
     assert len(archived(path)) == 20
     assert len({entry_id for entry_id, _ in archived(path)}) == 20
 
@@ -132,16 +132,16 @@ async def test_trimming_waits_for_every_archive(
     """A host whose archive lags keeps its messages in Redis up to the hard cap."""
     app = await make_app(HISTORY_MAXLEN=1000, HISTORY_KEEP=40)
     await post_many(app, 1)
-    redis_sync.xgroup_create("stream:general", "slow-host", id="0")
+    redis_sync.xgroup_create("{r:general}:stream", "slow-host", id="0")
     await post_many(app, 300, start=1)
     await wait_archived(own_archive, 301)
-    assert redis_sync.xlen("stream:general") == 301  # slow-host has read nothing
+    assert redis_sync.xlen("{r:general}:stream") == 301  # slow-host has read nothing
     # slow-host reads and acknowledges everything: now the stream may shrink to the hot window.
-    read = redis_sync.xreadgroup("slow-host", "c", {"stream:general": ">"}, count=1000)
-    redis_sync.xack("stream:general", "slow-host", *(i for i, _ in read[0][1]))
+    read = redis_sync.xreadgroup("slow-host", "c", {"{r:general}:stream": ">"}, count=1000)
+    redis_sync.xack("{r:general}:stream", "slow-host", *(i for i, _ in read[0][1]))
     await post_many(app, 64, start=301)
     await wait_archived(own_archive, 365)
-    assert 40 <= redis_sync.xlen("stream:general") <= 40 + 64
+    assert 40 <= redis_sync.xlen("{r:general}:stream") <= 40 + 64
 
 
 async def test_a_gap_past_the_hard_cap_is_logged_and_shown(
@@ -153,8 +153,8 @@ async def test_a_gap_past_the_hard_cap_is_logged_and_shown(
         assert held
         app = await make_app(HISTORY_MAXLEN=100, HISTORY_KEEP=50)
         await post_many(app, 400)
-        assert redis_sync.xlen("stream:general") < 400  # the cap held
-    kept = len(redis_sync.xrange("stream:general"))
+        assert redis_sync.xlen("{r:general}:stream") < 400  # the cap held
+    kept = len(redis_sync.xrange("{r:general}:stream"))
     await wait_archived(own_archive, kept)
     gaps, missing = Archive(own_archive).gaps()
     assert gaps == 1 and missing == 400 - kept  # the first kept follows the missing ones
@@ -189,7 +189,7 @@ async def test_load_older_goes_on_from_the_archive_to_the_first_message(
     ids += await post_many(app, 259, start=1)
     await wait_archived(own_archive, 260)
     ids += await post_many(app, 64, start=260)  # trims what is archived to the hot window
-    assert redis_sync.xlen("stream:general") < 200
+    assert redis_sync.xlen("{r:general}:stream") < 200
     client = await signed_in_client(app, inbox, "reader@example.org")
     page = await (await client.get("/rooms/general")).get_data(as_text=True)
     seen = _ids(page)

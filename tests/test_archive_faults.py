@@ -45,7 +45,7 @@ async def post_until_answered(http: httpx.AsyncClient, form: dict[str, str]) -> 
 
 
 def message_ids(redis: Redis, slug: str = "general") -> list[str]:
-    return [i for i, fields in redis.xrange(f"stream:{slug}") if "k" not in fields]
+    return [i for i, fields in redis.xrange(f"{{r:{slug}}}:stream") if "k" not in fields]
 
 
 async def test_killing_the_archiving_worker_loses_and_repeats_nothing(
@@ -93,5 +93,5 @@ async def test_a_redis_restart_loses_and_repeats_nothing(
     await wait_archived(own_archive, 400, timeout=30)
     assert [entry_id for entry_id, _ in archived(own_archive)] == ids
     with Redis.from_url(own_redis.url, decode_responses=True) as redis:
-        group = redis.xinfo_groups("stream:general")[0]
+        group = redis.xinfo_groups("{r:general}:stream")[0]
         assert group["pending"] == 0

@@ -30,7 +30,7 @@ def url(message_id: str, action: str = "") -> str:
 
 def everything_stored(redis_sync: Redis) -> str:
     """Every stream entry and version of #general, as text."""
-    entries = redis_sync.xrange("stream:general")
+    entries = redis_sync.xrange("{r:general}:stream")
     versions = redis_sync.zrange("{r:general}:versions", 0, -1)
     return json.dumps([entries, versions], ensure_ascii=False)
 
@@ -178,7 +178,7 @@ async def test_reconnecting_socket_gets_current_versions_once(
     ]
     # Caught up: nothing is sent twice.
     async with bob.websocket(
-        "/rooms/general/ws?after=" + redis_sync.xrevrange("stream:general", count=1)[0][0]
+        "/rooms/general/ws?after=" + redis_sync.xrevrange("{r:general}:stream", count=1)[0][0]
     ) as ws:
         await send(ws, "live", client_id="cid-live-0001")
         frames = await receive_until(ws, "live")

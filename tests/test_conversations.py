@@ -187,7 +187,7 @@ async def test_a_mention_finds_the_longest_name_even_without_a_space(
     await zhang.get("/rooms/general")  # people of an open room are the ones who opened it
     zhang_id = await person_id(ada, "张伟")
     await send_by_form(ada, "general", "@张伟你好，@nobody and @ADA")
-    [(_, fields)] = redis_sync.xrevrange("stream:general", count=1)
+    [(_, fields)] = redis_sync.xrevrange("{r:general}:stream", count=1)
     assert json.loads(fields["men"]) == [["张伟", zhang_id]]  # Ada has not opened it: no match
     page = await (await zhang.get("/rooms/general")).get_data(as_text=True)
     assert f'data-mentions="{zhang_id}"' in page

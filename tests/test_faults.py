@@ -207,7 +207,7 @@ async def test_history_check_every_acknowledged_message_once_in_order(
     from redis import Redis as SyncRedis
 
     with SyncRedis.from_url(own_redis.url, decode_responses=True) as redis:
-        stored = [entry_id for entry_id, _ in redis.xrange("stream:general")]
+        stored = [entry_id for entry_id, _ in redis.xrange("{r:general}:stream")]
     assert len(acked) == len(stored)  # every acknowledged message was stored, and only those
     assert 15 <= len(stored) <= 25  # sends during the outage were refused, not silently lost
     for name in names:

@@ -166,7 +166,7 @@ async def test_times_are_shown_in_the_persons_zone_and_language(
     old = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)
     for moment, body in ((old, "an old one"), (noon_utc, "a recent one")):
         redis_sync.xadd(
-            "stream:general",
+            "{r:general}:stream",
             {
                 "author": "bob@example.org",
                 "name": "bob",

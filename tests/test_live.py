@@ -252,7 +252,7 @@ async def test_history_paging(app: Quart, inbox: Inbox, redis_sync: Redis) -> No
     alice = await signed_in_client(app, inbox, "alice@example.org")
     for n in range(60):
         redis_sync.xadd(
-            "stream:general", {"author": "a@x.org", "name": "a", "body": f"old {n}", "ts": "0"}
+            "{r:general}:stream", {"author": "a@x.org", "name": "a", "body": f"old {n}", "ts": "0"}
         )
     page = await (await alice.get("/rooms/general")).get_data(as_text=True)
     shown = re.findall(r"old (\d+)<", page)

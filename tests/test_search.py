@@ -191,7 +191,7 @@ async def test_export_downloads_the_whole_room(
     # Trimming happens every 64th message, below what the archive has acknowledged.
     ids += await say(app, [(BOB, f"line {i}\nsecond line") for i in range(150, 200)], start=150)
     await wait_archived(own_archive, 200)
-    assert redis_sync.xlen("stream:general") < 150  # the rest is in the archive only
+    assert redis_sync.xlen("{r:general}:stream") < 150  # the rest is in the archive only
     reader = await signed_in_client(app, inbox, "reader@example.org")
     page = await (await reader.get("/rooms/general/export")).get_data(as_text=True)
     assert "JSON Lines" in page and "Plain text" in page

@@ -223,7 +223,7 @@ async def test_load_older_reaches_the_first_message_below_what_the_stream_keeps(
     for text in texts[1:]:
         await post_form(ada, slug, text)
     await wait_until_archived(ada, f"m{posted - 1:03d} {token}", token)
-    length = redis_sync.xlen(f"stream:{slug}")
+    length = redis_sync.xlen(f"{{r:{slug}}}:stream")
     assert length < posted, f"the stream was not trimmed: {length} entries"
 
     await ada.page.goto(f"/rooms/{slug}")
