@@ -13,9 +13,12 @@ from quart import Quart
 from quart.testing.app import TestApp
 from quart.typing import TestClientProtocol as Client
 from redis import Redis
+from redis.cluster import RedisCluster as SyncRedisCluster
 
 from app import create_app
+from chat import redis_target
 from chat.embedded_redis import EmbeddedRedis
+from tests.redis_cluster import RedisClusterServers
 from tests.support import GENEROUS_LIMITS, Inbox, SmtpServer
 
 SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -31,11 +34,20 @@ def own_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+# CHAT_TEST_REDIS=cluster: the run uses a cluster of 3 primaries instead of one server
+# (tests/test_cluster.py runs some test files that way).
+ON_CLUSTER = os.environ.get("CHAT_TEST_REDIS") == "cluster"
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Redis-compatible server for the whole run (or CHAT_TEST_REDIS_URL)."""
     if os.environ.get("CHAT_TEST_REDIS_URL"):
         yield os.environ["CHAT_TEST_REDIS_URL"]
+        return
+    if ON_CLUSTER:
+        with RedisClusterServers(tmp_path_factory.mktemp("cluster")) as servers:
+            yield servers.url
         return
     server = EmbeddedRedis(tmp_path_factory.mktemp("redis"), appendonly=False)
     url = server.start()
@@ -43,17 +55,40 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server.stop()
 
 
+class WholeClusterClient(SyncRedisCluster):
+    """Tests list keys with KEYS, which a cluster client sends to one node: ask them all."""
+
+    def keys(self, pattern: Any = "*", **kwargs: Any) -> Any:
+        return list(self.scan_iter(match=pattern))
+
+
+def sync_client(url: str) -> Any:
+    """A synchronous client for the test's own checks, for one server or a cluster."""
+    target = redis_target.parse(url)
+    if target.cluster:
+        host, port = target.nodes[0]
+        return WholeClusterClient(host=host, port=port, decode_responses=True)
+    return Redis.from_url(url, decode_responses=True)
+
+
+def empty(url: str) -> None:
+    with sync_client(url) as client:
+        if isinstance(client, SyncRedisCluster):
+            client.flushdb(target_nodes=SyncRedisCluster.PRIMARIES)
+        else:
+            client.flushdb()
+
+
 @pytest.fixture
 def redis_url(redis_server: str) -> str:
     """The server, emptied before each test."""
-    with Redis.from_url(redis_server) as client:
-        client.flushdb()
+    empty(redis_server)
     return redis_server
 
 
 @pytest.fixture
 def redis_sync(redis_url: str) -> Iterator[Redis]:
-    with Redis.from_url(redis_url, decode_responses=True) as client:
+    with sync_client(redis_url) as client:
         yield client
 
 

@@ -12,10 +12,9 @@ import httpx
 import pytest
 from quart import Quart
 from redis import Redis
-from redis.asyncio import Redis as AsyncRedis
 
-from chat import bots
-from tests.conftest import SECRET, sign_in, text_of
+from chat import bots, store
+from tests.conftest import SECRET, sign_in, sync_client, text_of
 from tests.servers import AppServer
 from tests.support import GENEROUS_LIMITS, Inbox, SmtpServer, stored_messages
 
@@ -215,7 +214,8 @@ async def test_a_build_server_posts_to_the_real_server(
     server = AppServer({**settings, "COOKIE_SECURE": False, **GENEROUS_LIMITS})
     await asyncio.to_thread(server.start)
     try:
-        async with AsyncRedis.from_url(redis_url, decode_responses=True) as redis:
+        redis, _ = store.connect(redis_url)
+        async with redis:
             token, refusal = await bots.create(
                 redis, SECRET.encode(), "Builds", "general", "ops@example.org"
             )
@@ -227,5 +227,5 @@ async def test_a_build_server_posts_to_the_real_server(
             assert (response.status_code, response.content) == (404, NOT_FOUND)
     finally:
         server.stop()
-    with Redis.from_url(redis_url, decode_responses=True) as sync:
+    with sync_client(redis_url) as sync:
         assert [m["body"] for m in stored(sync)] == ["build 512 passed"]

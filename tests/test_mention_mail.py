@@ -24,6 +24,7 @@ from chat.embedded_redis import EmbeddedRedis, free_port
 from chat.history import stream_key
 from chat.i18n import Variant
 from chat.mention_mail import DUE, LEASED, Missed
+from tests.conftest import empty, sync_client
 from tests.servers import AppServer
 from tests.support import Inbox, SmtpServer, chat_log, stored_messages
 from tests.test_live import signed_in_client
@@ -169,8 +170,7 @@ def server(
 ) -> Iterator[AppServer]:
     """One server for the tests below (starting and stopping one takes seconds); each test
     brings its own people."""
-    with Redis.from_url(redis_server) as client:
-        client.flushdb()
+    empty(redis_server)
     settings = server_settings(redis_server, smtp_server, MENTION_EMAIL_DELAY_SECONDS=DELAY)
     log_path = tmp_path_factory.mktemp("mention-mail") / "server.log"
     app_server = AppServer(settings, workers=2, log_path=log_path)
@@ -187,7 +187,7 @@ def server(
 
 @pytest.fixture(scope="module")
 def redis(redis_server: str) -> Iterator[Redis]:
-    with Redis.from_url(redis_server, decode_responses=True) as client:
+    with sync_client(redis_server) as client:
         yield client
 
 

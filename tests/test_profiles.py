@@ -264,3 +264,16 @@ async def test_renames_are_a_few_an_hour(app: Any, inbox: Any, redis_sync: Any) 
     assert statuses[:10] == [303] * 10 and statuses[10:] == [429, 429]
     page = await client.get("/settings")
     assert 'value="Name 9"' in await page.get_data(as_text=True)  # the refused one changed nothing
+
+
+async def test_a_rename_retitles_the_direct_conversations_of_the_others(
+    app: Quart, inbox: Inbox, redis_sync: Redis
+) -> None:
+    ada = await signed_in_client(app, inbox, "ada@example.org")
+    bob = await signed_in_client(app, inbox, "bob@example.org")
+    opened = await ada.get(f"/direct?with={person_of(redis_sync, 'bob@example.org')}")
+    slug = opened.headers["Location"].removeprefix("/rooms/")
+    assert ">ada<" in await page_text(bob, f"/rooms/{slug}")
+    assert (await rename(ada, "Ada Lovelace")).status_code == 303
+    page = await page_text(bob, f"/rooms/{slug}")
+    assert "Ada Lovelace" in page and ">ada<" not in page

@@ -106,6 +106,8 @@ def test_make_run_entry_serves_and_leaves_no_process(tmp_path: Path) -> None:
         ("app.py", {"CHAT_COOKIE_SECURE": "maybe"}, "CHAT_COOKIE_SECURE"),
         ("app.py", {"CHAT_ALLOWED_ORIGINS": "chat.example.org"}, "CHAT_ALLOWED_ORIGINS"),
         ("app.py", {"CHAT_PROXY_HOPS": "-1"}, "CHAT_PROXY_HOPS"),
+        ("app.py", {"CHAT_REDIS_URL": "redis+cluster://a:1,b"}, "CHAT_REDIS_URL"),
+        ("chat.serve", {"CHAT_REDIS_URL": "redis+cluster://a:7000/3"}, "CHAT_REDIS_URL"),
         # The production entry (the container's CMD) also needs Redis.
         ("chat.serve", {}, "CHAT_REDIS_URL"),
         (
