@@ -21,7 +21,7 @@ import httpx
 import websockets
 
 from bench import clients
-from bench.stack import Server, Smtp, Valkey, raise_nofile, server_settings
+from bench.stack import Server, Smtp, Valkey, ValkeyCluster, raise_nofile, server_settings
 from chat.history import stream_key
 
 SOURCE_IPS = [f"127.0.0.{n}" for n in range(2, 10)]  # 8 x 28k ephemeral ports
@@ -54,10 +54,13 @@ class Cell:
     typing_share: float = 0.0
     reactions_per_s: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
+    cluster: bool = False  # Redis as a cluster of 3 primaries (issue 16) instead of one server
 
     @property
     def name(self) -> str:
-        return f"N{self.clients}-M{self.rooms}-W{self.workers}"
+        return f"N{self.clients}-M{self.rooms}-W{self.workers}" + (
+            "-cluster" if self.cluster else ""
+        )
 
 
 # -- sign-in and rooms, through the real HTTP flow ------------------------------------------
@@ -194,10 +197,14 @@ class Pool:
 
 @contextlib.asynccontextmanager
 async def stack(
-    workers: int, work: Path, pool_size: int | None = None, **overrides: Any
+    workers: int,
+    work: Path,
+    pool_size: int | None = None,
+    cluster: bool = False,
+    **overrides: Any,
 ) -> AsyncIterator[tuple[Server, Valkey, Smtp]]:
     raise_nofile()
-    valkey = Valkey(work / "redis")
+    valkey: Any = ValkeyCluster(work / "redis") if cluster else Valkey(work / "redis")
     smtp = Smtp()
     server: Server | None = None
     try:
@@ -340,7 +347,11 @@ async def run_load(cell: Cell, work: Path, target: str = "app") -> dict[str, Any
             return await _drive(
                 cell, f"ws://127.0.0.1:{port}", rooms, cookies, None, None, work, started
             )
-    async with stack(cell.workers, work, **cell.settings) as (server, valkey, smtp):
+    async with stack(cell.workers, work, cluster=cell.cluster, **cell.settings) as (
+        server,
+        valkey,
+        smtp,
+    ):
         users = max(1, -(-cell.clients // cell.sockets_per_user))
         cookies = await sign_in_many(server.url, smtp, users)
         rooms = await create_rooms(server.url, cookies[0], cell.rooms)
@@ -418,6 +429,8 @@ def sample(server: Server | None, valkey: Valkey | None, pool: Pool) -> dict[str
         entry["server"] = server.usage()
     if valkey is not None:
         entry["redis_cpu"] = valkey.cpu()
+        if isinstance(valkey, ValkeyCluster):
+            entry["redis_node_cpu"] = valkey.node_cpu()
         entry["redis_rss"] = valkey.rss()
         entry["commandstats"] = valkey.commandstats()
     from bench.stack import proc_stat
@@ -499,10 +512,15 @@ def summarise(
             row["server_cores"] = round(cpu / seconds, 2)
             row["server_us_per_delivery"] = round(cpu / in_window * 1e6, 1) if in_window else None
             row["redis_cores"] = round((after["redis_cpu"] - before["redis_cpu"]) / seconds, 3)
+            if "redis_node_cpu" in after:
+                row["redis_node_cores"] = {
+                    str(port): round((cpu - before["redis_node_cpu"][port]) / seconds, 3)
+                    for port, cpu in after["redis_node_cpu"].items()
+                }
             stats_before, stats_after = before["commandstats"], after["commandstats"]
             calls = {
                 k: stats_after.get(k, 0) - stats_before.get(k, 0)
-                for k in ("eval", "evalsha", "xadd", "publish", "get", "set")
+                for k in ("eval", "evalsha", "xadd", "publish", "spublish", "get", "set")
             }
             row["redis_calls"] = calls
             row["redis_calls_per_msg"] = {

@@ -1,5 +1,5 @@
 """Benchmark scenarios: `uv run python -m bench.run {smoke,default,full,idle,storm,calibrate}`
-(and single cells: fanout, fanout-typing, fanout-plain).
+(and single cells: fanout, fanout-typing, fanout-plain, fanout-cluster).
 
 smoke     ~20 s, for CI: exits non-zero only if the run failed (lost/duplicate/out-of-order
           messages at a low rate, sockets that did not connect, no deliveries at all).
@@ -107,6 +107,10 @@ async def scenario(name: str, cells_filter: set[str] | None, out: Path) -> dict[
         ]
     elif name == "fanout":
         loads.append(await loadgen.run_load(FANOUT, out / FANOUT.name))
+    elif name == "fanout-cluster":
+        # Issue 16: the same load on a cluster of 3 primaries (same machine).
+        cell = dataclasses.replace(FANOUT, cluster=True)
+        loads.append(await loadgen.run_load(cell, out / cell.name))
     elif name in ("fanout-typing", "fanout-typing-busy"):
         # Issue 14: 10 % of sockets type (a frame every 3 s); reactions "now and then", 2/s
         # over the 10 rooms (busy: 10/s, a room's 100 members react every second).
@@ -234,13 +238,18 @@ def summary(result: dict[str, Any], out: Path) -> str:
         head = (
             "| offered msg/s | offered deliv/s | delivered/s | not stored | lost | dups | ooo | p50 ms "
             "| p99 ms | p99.9 ms | max ms | server cores | server µs/deliv | redis cores "
-            "| EVAL/XADD/PUBLISH per msg | loadgen cores | ok |"
+            "| EVAL/XADD/(S)PUBLISH per msg | loadgen cores | ok |"
         )
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
         for s in load["steps"]:
             per = s.get("redis_calls_per_msg", {})
             calls = (
-                "/".join(fmt(per.get(k, 0)) for k in ("eval", "xadd", "publish")) if per else "—"
+                "/".join(
+                    fmt(per.get(k, 0))
+                    for k in ("eval", "xadd", "spublish" if "spublish" in per else "publish")
+                )
+                if per
+                else "—"
             )
             lines.append(
                 "| "
@@ -265,6 +274,12 @@ def summary(result: dict[str, Any], out: Path) -> str:
                 )
                 + f" | {calls} | {fmt(s['loadgen_cores'])} | {'yes' if s['sustained'] else 'no'} |"
             )
+        if any(s.get("redis_node_cores") for s in load["steps"]):
+            lines += ["", "Redis cores per cluster node (by port), per step:", ""]
+            for s in load["steps"]:
+                nodes = s.get("redis_node_cores", {})
+                shares = ", ".join(f"{port}: {fmt(cores)}" for port, cores in nodes.items())
+                lines.append(f"- {fmt(s['offered_msgs_per_s'])} msg/s: {shares}")
         last = load["steps"][-1] if load["steps"] else {}
         if last.get("rss_mb"):
             lines.append("")
@@ -409,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             "fanout-typing",
             "fanout-typing-busy",
             "fanout-plain",
+            "fanout-cluster",
         ],
     )
     parser.add_argument("--cells", help="comma-separated cell names for `full`")

@@ -169,6 +169,66 @@ class Valkey:
         self.server.stop()
 
 
+class ValkeyCluster:
+    """Valkey as a cluster of `primaries` primaries (no replicas), all on this machine: the
+    same interface as Valkey, with the figures summed over the nodes (and per node)."""
+
+    def __init__(self, data_dir: Path, primaries: int = 3) -> None:
+        from tests.redis_cluster import RedisClusterServers
+
+        self.servers = RedisClusterServers(data_dir, primaries=primaries)
+        self.client: Any = None
+
+    @property
+    def url(self) -> str:
+        return self.servers.url
+
+    def start(self) -> None:
+        from redis.cluster import RedisCluster
+
+        self.servers.start()
+        port = self.servers.nodes[0].port
+        self.client = RedisCluster(host="127.0.0.1", port=port, decode_responses=True)
+
+    def _each(self, call: Any) -> dict[int, Any]:
+        found = {}
+        for node in self.servers.nodes:
+            with node.client() as client:
+                found[node.port] = call(client)
+        return found
+
+    def node_cpu(self) -> dict[int, float]:
+        return self._each(
+            lambda c: float(c.info("cpu")["used_cpu_user"]) + float(c.info("cpu")["used_cpu_sys"])
+        )
+
+    def cpu(self) -> float:
+        return sum(self.node_cpu().values())
+
+    def commandstats(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for stats in self._each(lambda c: c.info("commandstats")).values():
+            for k, v in stats.items():
+                name = k.removeprefix("cmdstat_")
+                total[name] = total.get(name, 0) + int(v["calls"])
+        return total
+
+    def reset_stats(self) -> None:
+        self._each(lambda c: c.config_resetstat())
+
+    def rss(self) -> int:
+        return sum(
+            (proc_stat(node.process.pid) or (0.0, 0))[1]
+            for node in self.servers.nodes
+            if node.process is not None
+        )
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.servers.stop()
+
+
 def server_settings(redis_url: str, smtp_url: str, **overrides: Any) -> dict[str, Any]:
     """Limits raised through CHAT_* settings only: the app is otherwise as shipped."""
     return {
