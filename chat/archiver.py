@@ -145,6 +145,7 @@ class Archiver:
         self.group = group
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="archive-writer")
         self.streams: list[str] = []
+        self.batches: list[list[list[str]]] = []
         self.last_number: dict[str, int] = {}
         key = secret if secret is not None else store.secret()  # the writer has no app context
         self.tag_of = lambda author: people.legacy_tag(author, key)
@@ -183,7 +184,9 @@ class Archiver:
                 if "BUSYGROUP" not in str(error):
                     log.warning("archive: cannot follow %s: %s", stream, error)
                     continue
-        self.streams = listed
+        if listed != self.streams:
+            self.streams = listed
+            self.batches = self._batches()
 
     def _batches(self) -> list[list[list[str]]]:
         """The streams in batches of up to KEYS_PER_READ, each a list of one-slot groups (a
@@ -202,7 +205,7 @@ class Archiver:
     async def _catch_up_pending(self) -> None:
         """What this consumer read but had not acknowledged when it stopped."""
         await self._refresh()
-        for batch in self._batches():
+        for batch in self.batches:
             while await self._read(batch, "0", block=None):
                 pass
 
@@ -212,7 +215,7 @@ class Archiver:
             if time.monotonic() - refreshed > REFRESH_SECONDS:
                 await self._refresh()
                 refreshed = time.monotonic()
-            batches = self._batches()
+            batches = self.batches
             if not batches:
                 await asyncio.sleep(REFRESH_SECONDS)
                 continue

@@ -202,6 +202,7 @@ class Bus:
         if not self.wanted(channel):
             self._confirmed.discard(channel)
             self._gapped.discard(channel)
+            self._confirmations.pop(channel, None)  # waits that timed out
             link = self._route.pop(channel, None)
             if link is not None:
                 link.remove(channel)
@@ -265,7 +266,19 @@ class Bus:
     def schedule_reroute(self) -> None:
         if self.stopping or (self._reroute_task is not None and not self._reroute_task.done()):
             return
-        self._reroute_task = asyncio.create_task(self.reroute(), name="bus-reroute")
+        self._reroute_task = asyncio.create_task(self._reroute_until_routed(), name="bus-reroute")
+
+    async def _reroute_until_routed(self) -> None:
+        """Channels no node serves yet (the cluster unreachable at start, a slot uncovered)
+        have no link whose errors would retry them: try again until each has one."""
+        delay = 0.2
+        while not self.stopping:
+            await self.reroute()
+            wanted = {*self._subs, *self._watchers, self.worker_channel}
+            if all(channel in self._route for channel in wanted):
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
 
     async def reroute(self) -> None:
         """Ask Redis where every channel lives now and move those that changed node."""
@@ -338,6 +351,7 @@ class _Link:
         self.channels: set[str] = set()  # routed here: subscribed, or about to be
         self.pending: set[str] = set()  # to send SSUBSCRIBE for
         self.leaving: set[str] = set()  # to send SUNSUBSCRIBE for
+        self.dropped: set[str] = set()  # unsubscribed by the server (slot moved)
         self.connected = False
         self._retired = False
         self._task: asyncio.Task[None] | None = None
@@ -349,13 +363,17 @@ class _Link:
 
     def add(self, channel: str) -> None:
         self.channels.add(channel)
+        self.dropped.discard(channel)
         self.leaving.discard(channel)
         self.pending.add(channel)
 
     def remove(self, channel: str) -> None:
         self.channels.discard(channel)
         self.pending.discard(channel)
-        self.leaving.add(channel)
+        if channel in self.dropped:  # the server unsubscribed it already (and would answer
+            self.dropped.discard(channel)  # MOVED: the slot is no longer its)
+        else:
+            self.leaving.add(channel)
 
     def retire(self) -> None:
         """End the task once it is free (it may be the one asking)."""
@@ -418,6 +436,7 @@ class _Link:
         self._client = self.bus.topology.client(self.node)
         self._pubsub = self._client.pubsub()
         self.leaving.clear()
+        self.dropped.clear()
         self.pending = set(self.channels)
         await self._send()
         self.connected = True
@@ -436,25 +455,33 @@ class _Link:
 
     async def _read(self) -> None:
         assert self._pubsub is not None
+        # Confirmations that arrive together (a reconnect resubscribes every channel) are
+        # passed on together, so a socket watching several of them gets one GAP, not one each.
+        confirmed: list[str] = []
         while not self._done():
             if self.pending or self.leaving:
                 await self._send()
             if not self.channels:
                 self.bus.forget(self)
                 return
-            message = await self._pubsub.get_message(timeout=POLL_SECONDS)
+            message = await self._pubsub.get_message(timeout=0 if confirmed else POLL_SECONDS)
+            kind = message["type"] if message is not None else None
+            if confirmed and kind != "ssubscribe":
+                self.bus.on_confirmed(confirmed)
+                confirmed = []
             if message is None:
                 continue
-            kind, channel = message["type"], message["channel"]
+            channel = message["channel"]
             if channel not in self.channels:
                 continue  # left this node meanwhile
             if kind == "smessage":
                 await self.bus.dispatch(message)
             elif kind == "ssubscribe":
-                self.bus.on_confirmed([channel])
+                confirmed.append(channel)
             elif kind == "sunsubscribe":
                 # Not asked for (the channel is still routed here): its slot has moved.
                 log.info("pub/sub: %s unsubscribed by %s (slot moved)", channel, self.node)
+                self.dropped.add(channel)
                 self.bus.on_lost([channel])
                 self.bus.schedule_reroute()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import time
@@ -27,6 +28,8 @@ from chat import (
 from chat.fragments import render_fragment
 from chat.membership import Room
 from chat.sessions import Session
+
+log = logging.getLogger("chat.messages")
 
 # Stands for the stream id in the rendered fragment until Redis assigns it.
 ID_PLACEHOLDER = "\x00msgid\x00"
@@ -157,10 +160,14 @@ async def post_message(room: Room, author: Author | Session, body: str, client_i
         *fields,
     )
     posted = Posted(id=entry_id, duplicate=not created, seq=int(seq))
-    if created and (posted.seq == 1 or posted.seq % archiver.LIST_EVERY == 0):
-        await archiver.list_stream(redis, room.slug)
     if created:
         await _tell_the_absent(room, author, posted, mentioned, now_ms)
+    if created and (posted.seq == 1 or posted.seq % archiver.LIST_EVERY == 0):
+        try:
+            await archiver.list_stream(redis, room.slug)
+        except store.REDIS_DOWN as error:  # stored all the same; listed again at the 64th
+            # message, and every archiver looks for unlisted streams when it starts
+            log.warning("room %s not listed for the archives yet: %s", room.slug, error)
     return posted
 
 

@@ -33,6 +33,7 @@ class RedisTarget:
 def parse(url: str) -> RedisTarget:
     """The target `url` names, or BadRedisUrl saying what is wrong with it."""
     scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
     if not sep:
         raise BadRedisUrl(f"cannot parse {url!r}: expected scheme://...")
     if scheme in SINGLE_SCHEMES:

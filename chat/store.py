@@ -17,7 +17,13 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ClusterDownError, ClusterError, SlotNotCoveredError, TryAgainError
+from redis.exceptions import (
+    ClusterDownError,
+    ClusterError,
+    RedisClusterException,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -39,6 +45,7 @@ REDIS_DOWN = (
     ClusterError,
     SlotNotCoveredError,
     TryAgainError,
+    RedisClusterException,  # no node reachable (redis-py raises it, not a ConnectionError)
     ConnectionError,
     OSError,
 )

@@ -78,8 +78,10 @@ async def _wait_for_the_other_worker(redis: Any) -> None:
     while time.monotonic() < deadline:
         if await redis.get(SCHEMA_KEY) == SCHEMA:
             return
-        if not await redis.exists(LOCK_KEY):  # it died half way: the next start redoes it
-            break
+        if not await redis.exists(LOCK_KEY):
+            if await redis.get(SCHEMA_KEY) == SCHEMA:  # it finished just now
+                return
+            break  # it died half way: the next start redoes it
         await asyncio.sleep(0.2)
     raise RuntimeError("another worker's key upgrade did not finish; start again")
 
