@@ -181,6 +181,9 @@ class Bus:
     def wanted(self, channel: str) -> bool:
         return channel in self._subs or channel in self._watchers or channel == self.worker_channel
 
+    def _wanted_channels(self) -> set[str]:
+        return {*self._subs, *self._watchers, self.worker_channel}
+
     def _want(self, channel: str) -> None:
         """Route a wanted channel to its node's link (which subscribes it), once."""
         if channel in self._route:
@@ -274,7 +277,7 @@ class Bus:
         delay = 0.2
         while not self.stopping:
             await self.reroute()
-            wanted = {*self._subs, *self._watchers, self.worker_channel}
+            wanted = self._wanted_channels()
             if all(channel in self._route for channel in wanted):
                 return
             await asyncio.sleep(delay)
@@ -288,7 +291,7 @@ class Bus:
             except Exception as error:
                 log.warning("pub/sub: cannot read the cluster's map: %s", error)
                 return
-            wanted = {*self._subs, *self._watchers, self.worker_channel}
+            wanted = self._wanted_channels()
             for channel in wanted:
                 link = self._route.get(channel)
                 try:

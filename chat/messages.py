@@ -146,7 +146,7 @@ async def post_message(room: Room, author: Author | Session, body: str, client_i
         _POST,
         4,
         history.stream_key(room.slug),
-        f"{{r:{room.slug}}}:dedupe:{author.scope}:{client_id}",
+        keys.room(room.slug, f"dedupe:{author.scope}:{client_id}"),
         unread.seq_key(room.slug),
         versions.versions_key(room.slug),
         current_app.config["HISTORY_MAXLEN"],

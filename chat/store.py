@@ -17,13 +17,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import (
-    ClusterDownError,
-    ClusterError,
-    RedisClusterException,
-    SlotNotCoveredError,
-    TryAgainError,
-)
+from redis.exceptions import ClusterError, RedisClusterException, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -41,11 +35,9 @@ POOL_SIZE = 1000
 REDIS_DOWN = (
     RedisConnectionError,
     RedisTimeoutError,
-    ClusterDownError,
-    ClusterError,
-    SlotNotCoveredError,
+    ClusterError,  # the cluster is down or failing over
     TryAgainError,
-    RedisClusterException,  # no node reachable (redis-py raises it, not a ConnectionError)
+    RedisClusterException,  # no node reachable or a slot not served (not a ConnectionError)
     ConnectionError,
     OSError,
 )
