@@ -50,7 +50,7 @@ translations: .venv/.synced
 	$(UV) run --frozen pybabel update -i translations/messages.pot -d translations --no-wrap \
 		--no-fuzzy-matching --ignore-obsolete
 
-## Benchmarks (bench/REPORT.md): a default scenario in under 2 minutes, prints a table.
+## Benchmarks (bench/REPORT.md): the default scenarios (about 7 minutes), prints tables.
 bench: .venv/.synced
 	$(UV) run --frozen python -m bench.run default
 

@@ -1,8 +1,8 @@
 """A trivial broadcast server speaking the chat's websocket protocol, to calibrate the generator.
 
-One process, one asyncio loop, no Redis, no auth: a JSON {"body", "client_id"} in, the same
-kind of fragment the app pushes (id="m-<ms>-<seq>", escaped body) out to every socket of the
-room via websockets.broadcast(), plus a compose frame to the sender. If the generator reaches
+One process on uvloop, no Redis, no auth, no compression: a JSON {"body", "client_id"} in,
+the same kind of fragment the app pushes (id="m-<ms>-<seq>", escaped body) out to every
+socket of the room via websockets.broadcast(), plus a compose frame to the sender. If the generator reaches
 a delivery rate here well above what it measures on the app, it is not the bottleneck.
 
     uv run python -m bench.calibrate      # a short calibration run, prints its table
@@ -19,8 +19,10 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import uvloop
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 
+from bench.stack import proc_stat
 from chat.embedded_redis import free_port
 
 FRAGMENT = (
@@ -51,14 +53,31 @@ def serve_forever(port: int, max_seconds: float) -> None:
             members.discard(ws)
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", port, max_queue=4096, ping_interval=None):
+        # No permessage-deflate (the app declines it too) and uvloop (as the app's workers).
+        async with serve(
+            handler, "127.0.0.1", port, max_queue=4096, ping_interval=None, compression=None
+        ):
             await asyncio.sleep(max_seconds)
 
-    asyncio.run(main())
+    uvloop.run(main())
+
+
+class Trivial:
+    """The trivial server's process, with the same CPU accounting as the app's (stack.Server)."""
+
+    def __init__(self, port: int, pid: int) -> None:
+        self.port, self.pid = port, pid
+
+    def usage(self) -> dict[str, Any]:
+        cpu, rss = proc_stat(self.pid) or (0.0, 0)
+        return {"total_cpu": cpu, "processes": {self.pid: {"cpu": cpu, "rss": rss}}}
+
+    def worker_pids(self) -> list[int]:
+        return [self.pid]
 
 
 @contextlib.asynccontextmanager
-async def serving(max_seconds: float = 600) -> AsyncIterator[int]:
+async def serving(max_seconds: float = 600) -> AsyncIterator[Trivial]:
     port = free_port()
     process = multiprocessing.get_context("spawn").Process(
         target=serve_forever, args=(port, max_seconds), daemon=True
@@ -72,7 +91,8 @@ async def serving(max_seconds: float = 600) -> AsyncIterator[int]:
                 break
             except OSError:
                 await asyncio.sleep(0.1)
-        yield port
+        assert process.pid is not None
+        yield Trivial(port, process.pid)
     finally:
         process.terminate()
         process.join(5)

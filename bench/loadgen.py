@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import websockets
 
-from bench import clients
+from bench import calibrate, clients, flame
 from bench.stack import Server, Smtp, Valkey, ValkeyCluster, raise_nofile, server_settings
 from chat.history import stream_key
 
@@ -291,6 +291,8 @@ def py_spy(pid: int, seconds: int, out: Path) -> subprocess.Popen[bytes] | None:
             str(pid),
             "--duration",
             str(seconds),
+            "--rate",
+            "250",
             "--format",
             "raw",
             "--output",
@@ -339,13 +341,11 @@ async def run_load(cell: Cell, work: Path, target: str = "app") -> dict[str, Any
     work.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - once, before any load
     started = time.monotonic()
     if target == "echo":
-        from bench import calibrate
-
-        async with calibrate.serving() as port:
+        async with calibrate.serving() as trivial:
             rooms = [f"room{n}" for n in range(cell.rooms)]
             cookies = ["none=1"]
             return await _drive(
-                cell, f"ws://127.0.0.1:{port}", rooms, cookies, None, None, work, started
+                cell, f"ws://127.0.0.1:{trivial.port}", rooms, cookies, trivial, None, work, started
             )
     async with stack(cell.workers, work, cluster=cell.cluster, **cell.settings) as (
         server,
@@ -366,7 +366,7 @@ async def _drive(
     ws_base: str,
     rooms: list[str],
     cookies: list[str],
-    server: Server | None,
+    server: Server | calibrate.Trivial | None,
     valkey: Valkey | None,
     work: Path,
     started: float,
@@ -419,11 +419,18 @@ async def _drive(
     result["setup_seconds"] = round(setup_seconds, 1)
     if profile is not None:
         await asyncio.sleep(2)
-        result["profile"] = {"pid": profile[1], **top_frames(profile[0])}
+        result["profile"] = {"pid": profile[1], "step": cell.profile_step, **top_frames(profile[0])}
+        if profile[0].exists():
+            flame_svg = work / f"flame-{cell.name}.svg"
+            title = f"{cell.name}, one worker, step {(cell.profile_step or 0) + 1}"
+            flame_svg.write_text(flame.render(profile[0].read_text(), title))
+            result["profile"]["flame"] = str(flame_svg)
     return result
 
 
-def sample(server: Server | None, valkey: Valkey | None, pool: Pool) -> dict[str, Any]:
+def sample(
+    server: Server | calibrate.Trivial | None, valkey: Valkey | None, pool: Pool
+) -> dict[str, Any]:
     entry: dict[str, Any] = {"t": time.time()}
     if server is not None:
         entry["server"] = server.usage()
@@ -511,6 +518,7 @@ def summarise(
             cpu = after["server"]["total_cpu"] - before["server"]["total_cpu"]
             row["server_cores"] = round(cpu / seconds, 2)
             row["server_us_per_delivery"] = round(cpu / in_window * 1e6, 1) if in_window else None
+        if "redis_cpu" in after:
             row["redis_cores"] = round((after["redis_cpu"] - before["redis_cpu"]) / seconds, 3)
             if "redis_node_cpu" in after:
                 row["redis_node_cores"] = {

@@ -1,13 +1,21 @@
 """Benchmark scenarios: `uv run python -m bench.run {smoke,default,full,idle,storm,calibrate}`
-(and single cells: fanout, fanout-typing, fanout-plain, fanout-cluster).
+(and parts: yardstick, big-room, fanout, fanout-typing, fanout-plain, fanout-cluster).
 
-smoke     ~20 s, for CI: exits non-zero only if the run failed (lost/duplicate/out-of-order
+smoke     ~30 s, for CI: exits non-zero only if the run failed (lost/duplicate/out-of-order
           messages at a low rate, sockets that did not connect, no deliveries at all).
-default   under 2 minutes: calibration, the 1k-clients/10-rooms/2-workers fan-out steps,
-          idle memory per connection with and without permessage-deflate; prints a table.
+default   about 7 minutes: the yardstick (below), the sidebar fan-out steps (FANOUT), idle
+          memory per connection with and without permessage-deflate; prints tables.
+yardstick issue 17's pairs: the app and the trivial broadcast server (bench/calibrate.py)
+          at the same steps, 1k clients / 10 rooms / 2 workers and 500 / 10 / 2 up to 50k
+          deliveries/s, side by side (CPU per delivery, p50, p99).
+big-room  one room of 10,000 members on 2 workers at 1 and 2 messages/s, beside the trivial
+          server (also in `full`).
 full      the matrix N in {100, 1k, 5k, 10k} x M in {1, 10, 100} x W in {1, 2} (each cell
-          bounded in time), 10k idle sockets, a 5k-client reconnect storm. Long; --cells
-          picks a part of it, e.g. --cells N1000-M10-W2,N10000-M1-W1.
+          bounded in time), the big room, 10k idle sockets, a 5k-client reconnect storm.
+          Long; --cells picks a part of it, e.g. --cells N1000-M10-W2,N10000-M1-W1.
+
+A py-spy profile of one worker (if py-spy is on PATH) is summed up in the tables and drawn as
+a flame graph (bench/flame.py) beside the raw stacks.
 
 Each run writes bench/results/<time>-<scenario>/result.json and chart.png, and
 bench/results/SUMMARY.md; --publish also copies the summary to bench/REPORT.md.
@@ -81,6 +89,40 @@ FANOUT = Cell(
 )
 
 
+# Issue 17's yardsticks: each runs beside the trivial server (bench/calibrate.py) with the same
+# clients, rooms and rates, and the summary sets the two side by side. Every socket is a
+# member of its one room (no sidebar counts of other rooms: the trivial server has none).
+PLAIN = Cell(
+    clients=1000,
+    rooms=10,
+    workers=2,
+    rates=[10, 50, 100, 200, 300],
+    step_seconds=5.0,
+    profile_step=1,
+)
+BUSY = Cell(clients=500, rooms=10, workers=2, rates=[100, 400, 1000], step_seconds=5.0)
+# One room of 10,000 members at 1 message a second (bench-full).
+BIG_ROOM = Cell(
+    clients=10_000,
+    rooms=1,
+    workers=2,
+    rates=[1.0, 2.0],
+    step_seconds=10.0,
+    senders_per_room=1,
+    # 500 people with 20 tabs each: a person's tabs tell each other when one opens the room
+    # (chat/sidebar_hub.py), so 100 tabs each would spend the set-up on that alone.
+    sockets_per_user=20,
+    max_seconds=300,
+)
+
+
+async def paired(cell: Cell, out: Path) -> list[dict[str, Any]]:
+    """The trivial server's run, then the app's, at the same clients, rooms and rates."""
+    trivial = await calibrate(dataclasses.replace(cell, workers=1, profile_step=None), out)
+    trivial["cell"] = cell.name
+    return [trivial, await loadgen.run_load(cell, out / cell.name)]
+
+
 async def scenario(name: str, cells_filter: set[str] | None, out: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"scenario": name, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     loads: list[dict[str, Any]] = []
@@ -95,16 +137,22 @@ async def scenario(name: str, cells_filter: set[str] | None, out: Path) -> dict[
             processes=1,
             max_seconds=60,
         )
-        loads.append(await loadgen.run_load(cell, out / cell.name))
+        loads += await paired(cell, out / "smoke")  # the trivial server's path is used too
     elif name == "calibrate":
         loads.append(await calibrate(calibration_cell([10, 50, 100, 200, 300, 400], 4.0), out))
     elif name == "default":
-        loads.append(await calibrate(calibration_cell([100, 200, 300, 400], 3.0), out))
+        loads += await paired(PLAIN, out / "plain")
+        loads += await paired(BUSY, out / "busy")
         loads.append(await loadgen.run_load(FANOUT, out / FANOUT.name))
         result["idle"] = [
             await loadgen.run_idle(1500, True, out / "idle-deflate"),
             await loadgen.run_idle(1500, False, out / "idle-plain"),
         ]
+    elif name == "yardstick":
+        loads += await paired(PLAIN, out / "plain")
+        loads += await paired(BUSY, out / "busy")
+    elif name == "big-room":
+        loads += await paired(BIG_ROOM, out / "big-room")
     elif name == "fanout":
         loads.append(await loadgen.run_load(FANOUT, out / FANOUT.name))
     elif name == "fanout-cluster":
@@ -132,6 +180,8 @@ async def scenario(name: str, cells_filter: set[str] | None, out: Path) -> dict[
         ]
     elif name == "full":
         loads.append(await calibrate(calibration_cell([100, 200, 300, 400], 4.0), out))
+        if not cells_filter:
+            loads += await paired(BIG_ROOM, out / "big-room")
         for n in (100, 1000, 5000, 10_000):
             for m in (1, 10, 100):
                 for w in (1, 2):
@@ -220,6 +270,7 @@ def summary(result: dict[str, Any], out: Path) -> str:
     lines.append(f"Raw data: `{out.relative_to(HERE.parent)}/result.json`; chart: `chart.png`.")
     lines.append("")
     lines += matrix(result)
+    lines += beside_trivial(result)
     for load in result.get("loads", []):
         title = load["cell"] + (
             " — echo calibration server" if load.get("target") == "echo" else ""
@@ -296,10 +347,12 @@ def summary(result: dict[str, Any], out: Path) -> str:
             lines += [
                 "",
                 f"py-spy of one worker (pid {load['profile']['pid']}) during step "
-                f"{FANOUT.profile_step + 1}, top self-time functions:",
+                f"{load['profile'].get('step', 0) + 1}, top self-time functions:",
                 "",
             ]
             lines += [f"- {share:.1%} {frame}" for frame, share in load["profile"]["self"][:12]]
+            if load["profile"].get("flame"):
+                lines += ["", f"Flame graph: `{load['profile']['flame']}`."]
         lines.append("")
     if result.get("idle"):
         lines += [
@@ -334,6 +387,37 @@ def summary(result: dict[str, Any], out: Path) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def beside_trivial(result: dict[str, Any]) -> list[str]:
+    """Each app run next to the trivial server's run of the same cell (issue 17's yardstick)."""
+    loads = result.get("loads", [])
+    trivial = {lo["cell"]: lo for lo in loads if lo.get("target") == "echo" and lo.get("steps")}
+    lines: list[str] = []
+    for load in loads:
+        echo = trivial.get(load["cell"])
+        if load.get("target") == "echo" or echo is None or not load.get("steps"):
+            continue
+        lines += [
+            f"## {load['cell']}: the app beside the trivial server",
+            "",
+            "| offered deliv/s | delivered/s app / trivial | server µs per delivery app / trivial "
+            "| ratio | p50 ms app / trivial | p99 ms app / trivial | max ms app | lost / dups / ooo |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for ours, theirs in zip(load["steps"], echo["steps"], strict=False):
+            us, base = ours.get("server_us_per_delivery"), theirs.get("server_us_per_delivery")
+            ratio = f"{us / base:.2f}x" if us and base else "—"
+            lines.append(
+                f"| {fmt(ours['offered_deliveries_per_s'])} "
+                f"| {fmt(ours['deliveries_per_s'])} / {fmt(theirs['deliveries_per_s'])} "
+                f"| {fmt(us)} / {fmt(base)} | {ratio} "
+                f"| {fmt(ours['p50_ms'])} / {fmt(theirs['p50_ms'])} "
+                f"| {fmt(ours['p99_ms'])} / {fmt(theirs['p99_ms'])} | {fmt(ours['max_ms'])} "
+                f"| {ours['lost']} / {ours['dups']} / {ours['out_of_order']} |"
+            )
+        lines.append("")
+    return lines
 
 
 def matrix(result: dict[str, Any]) -> list[str]:
@@ -425,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
             "fanout-typing-busy",
             "fanout-plain",
             "fanout-cluster",
+            "yardstick",
+            "big-room",
         ],
     )
     parser.add_argument("--cells", help="comma-separated cell names for `full`")

@@ -29,11 +29,13 @@ from chat import (
     store,
     typists,
     unread,
+    wire,
 )
 from chat import bus as bus_module
 from chat.bus import Signal, Subscription
 from chat.fragments import render_fragment
 from chat.frames import CLOSE_POLICY, FrameBudget
+from chat.localize import Piece
 from chat.membership import Room
 from chat.messages import CLIENT_ID, new_id, post_message, room_channel
 from chat.problems import Problem, problem
@@ -48,6 +50,9 @@ log = logging.getLogger("chat.live")
 BATCH_LIMIT = 64
 # The epoch query parameter is a short hex token (chat/history.py).
 EPOCH = re.compile(r"^[0-9a-f]{1,32}$")
+
+# Stands for the client id in the compose form kept per socket (not a valid client id).
+FORM_ID_SLOT = "\x00client-id\x00"
 
 # hx-ws reconnects after these (the others are in chat/frames.py).
 CLOSE_SERVER_ERROR = 1011
@@ -133,6 +138,8 @@ class RoomSocket:
         self.sidebar: sidebar_hub.Member | None = None
         self.typing = typists.Signal(room.slug, session.person)
         self.typing_line: typists.Viewer | None = None
+        self.line: wire.Line | None = None  # the connection's transport (chat/wire.py)
+        self.form: str | None = None  # the compose form, client id left out (fresh_form)
 
     async def run(self) -> None:
         cap = int(current_app.config["WS_MAX_SOCKETS_PER_SESSION"])
@@ -189,6 +196,9 @@ class RoomSocket:
         )
         forwarding = asyncio.create_task(self.forward(subscription))
         subscription.on_overflow = forwarding.cancel
+        self.line = wire.line(self.websocket)
+        if self.line is not None:
+            subscription.fast = self.write_now
         try:
             await self.receive()
         finally:
@@ -260,53 +270,81 @@ class RoomSocket:
             log.exception("forwarding to a socket failed (room %s)", self.slug)
             await self.close(CLOSE_SERVER_ERROR, "server error")
 
+    def write_now(self, piece: Piece) -> bool:
+        """Called by the worker's pub/sub reader while this socket's queue is empty: write a
+        room's message (or notice) straight to the connection. False: queue it instead."""
+        key, position, _, framed = piece
+        line = self.line
+        if not framed or key in sidebar_hub.EVENTS or key == "revoke" or line is None:
+            return False
+        if not line.ready():
+            return False  # closing, or not keeping up: the queue and the slow path
+        if position is not None:
+            if self.seen is not None and position <= self.seen:
+                return True  # already sent in the backfill
+            self.last_id, self.seen = key, position
+        extra = self.sidebar.take_pending() if self.sidebar is not None else []
+        if self.typing_line is not None and (typing_line := self.typing_line.take()):
+            extra.append(typing_line)
+        line.write(framed + wire.text_frame("".join(extra)) if extra else framed)
+        return True
+
     async def forward_items(self, subscription: Subscription) -> None:
         async for first in subscription:
-            # Under load several messages wait in the queue: one frame carries them all, so
-            # the framing and the send() syscall are paid once per batch, not per message.
-            batch: list[str] = []
-            for item in (first, *subscription.take_ready(BATCH_LIMIT)):
-                if item is Signal.OVERFLOW:
-                    await self.close_slow_socket()
-                    return
-                if item is Signal.GAP:
-                    await self.send_batch(batch)
-                    # A sign-out published while pub/sub was down never reached us.
-                    max_seconds = int(current_app.config["SESSION_MAX_SECONDS"])
-                    if not (await sessions.alive(store.redis(), [self.session.id], max_seconds))[0]:
-                        await self.session_ended()
-                        return
-                    # So was a "leave" from another tab.
-                    if not await self.still_allowed():
-                        await self.room_left()
-                        return
-                    await self.send_backfill()
-                    if self.sidebar is not None:
-                        await self.sidebar.reload()  # rooms joined or left meanwhile
-                    continue
-                key, position, frame = item
-                if key in sidebar_hub.EVENTS:
-                    assert self.sidebar is not None
-                    if await self.sidebar.event(key, frame):
-                        await self.send_batch(batch)
-                        await self.room_left()
-                        return
-                    continue
-                if key == "revoke":
-                    await self.send_batch(batch)
+            subscription.busy = True  # until sent: what arrives meanwhile queues behind
+            try:
+                await self.forward_batch(subscription, first)
+            finally:
+                subscription.busy = False
+            if self.close_code is not None:
+                return
+
+    async def forward_batch(self, subscription: Subscription, first: Piece | Signal) -> None:
+        # Under load several messages wait in the queue: one frame carries them all, so
+        # the framing and the send() syscall are paid once per batch, not per message.
+        batch: list[str] = []
+        for item in (first, *subscription.take_ready(BATCH_LIMIT)):
+            if item is Signal.OVERFLOW:
+                await self.close_slow_socket()
+                return
+            if item is Signal.GAP:
+                await self.send_batch(batch)
+                # A sign-out published while pub/sub was down never reached us.
+                max_seconds = int(current_app.config["SESSION_MAX_SECONDS"])
+                if not (await sessions.alive(store.redis(), [self.session.id], max_seconds))[0]:
                     await self.session_ended()
                     return
-                if position is not None:
-                    if self.seen is not None and position <= self.seen:
-                        continue  # already sent in the backfill
-                    self.last_id, self.seen = key, position
-                if frame:
-                    batch.append(frame)
-            if self.sidebar is not None:
-                batch.extend(self.sidebar.take_pending())  # sidebar lines ride along
-            if batch and self.typing_line is not None and (line := self.typing_line.take()):
-                batch.append(line)  # so does the typing line
-            await self.send_batch(batch)
+                # So was a "leave" from another tab.
+                if not await self.still_allowed():
+                    await self.room_left()
+                    return
+                await self.send_backfill()
+                if self.sidebar is not None:
+                    await self.sidebar.reload()  # rooms joined or left meanwhile
+                continue
+            key, position, frame, _ = item
+            if key in sidebar_hub.EVENTS:
+                assert self.sidebar is not None
+                if await self.sidebar.event(key, frame):
+                    await self.send_batch(batch)
+                    await self.room_left()
+                    return
+                continue
+            if key == "revoke":
+                await self.send_batch(batch)
+                await self.session_ended()
+                return
+            if position is not None:
+                if self.seen is not None and position <= self.seen:
+                    continue  # already sent in the backfill
+                self.last_id, self.seen = key, position
+            if frame:
+                batch.append(frame)
+        if self.sidebar is not None:
+            batch.extend(self.sidebar.take_pending())  # sidebar lines ride along
+        if batch and self.typing_line is not None and (line := self.typing_line.take()):
+            batch.append(line)  # so does the typing line
+        await self.send_batch(batch)
 
     async def send_batch(self, batch: list[str]) -> None:
         if batch:
@@ -433,11 +471,16 @@ class RoomSocket:
             log.warning("message not stored (room %s): %s", self.slug, error)
             await self.send_problem(problem("not_delivered"))
             return None  # the sender did nothing wrong
-        form = await render_fragment(
-            "rooms/_compose.html", slug=self.slug, oob=True, client_id=new_id()
-        )
-        await websocket.send(form)
+        await websocket.send(await self.fresh_form())
         return True
+
+    async def fresh_form(self) -> str:
+        """An empty compose form with a new client id (rendered once per socket)."""
+        if self.form is None:
+            self.form = await render_fragment(
+                "rooms/_compose.html", slug=self.slug, oob=True, client_id=FORM_ID_SLOT
+            )
+        return self.form.replace(FORM_ID_SLOT, new_id(), 1)
 
     async def send_problem(self, refusal: Problem) -> None:
         await websocket.send(await render_fragment("rooms/_compose_error.html", problem=refusal))

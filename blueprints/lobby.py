@@ -94,7 +94,7 @@ class LobbySocket:
                     if item is Signal.GAP:
                         await member.reload()  # what changed meanwhile
                         continue
-                    key, _, frame = item
+                    key, _, frame, _ = item
                     if key == "revoke":
                         await self.session_ended()
                         return

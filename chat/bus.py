@@ -20,6 +20,7 @@ socket; the client reconnects and backfills).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import logging
@@ -37,7 +38,10 @@ from chat.localize import TEMPLATE, Piece, make_piece, needs_variant
 
 log = logging.getLogger("chat.bus")
 
-# How long the reader waits for a message before it sends queued (un)subscribes.
+# How long a link's reader waits for a message. (Un)subscribes asked for meanwhile wake it at
+# once through its wake channel; until that channel is confirmed (connecting, a slot moved) it
+# polls every POLL_SECONDS instead. Polling all the time cost an idle worker 2 % of a core.
+READ_SECONDS = 1.0
 POLL_SECONDS = 0.02
 # The longest wait between attempts to reach a node again (a failover takes a few seconds).
 MAX_RETRY_SECONDS = 2.0
@@ -49,44 +53,75 @@ class Signal(enum.Enum):
 
 
 class Subscription:
+    """One socket's share of the worker's channels.
+
+    A piece goes straight to `fast` (the socket writes it at once) while nothing is queued and
+    the consumer is not busy sending; otherwise it waits in a bounded queue for the consumer,
+    so the order never changes. Only a socket that fell behind pays for the queue."""
+
     def __init__(self, channels: tuple[str, ...], maxsize: int, variant: Variant | None) -> None:
         self.channels = channels
         self.variant = variant
-        self.queue: asyncio.Queue[Piece | Signal] = asyncio.Queue(maxsize)
+        self.maxsize = maxsize
+        self.items: collections.deque[Piece | Signal] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
         self.overflowed = False
+        # Set by the consumer: takes a piece now (True) or declines it (False: it queues).
+        self.fast: Callable[[Piece], bool] | None = None
+        self.busy = False  # the consumer is sending what it took from the queue
         # Called on overflow: cancels a consumer stuck writing to a peer that stopped reading.
         self.on_overflow: Callable[[], object] | None = None
 
     def deliver(self, item: Piece | Signal) -> None:
         if self.overflowed:
             return
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            # Never block the reader for one slow socket: drop its backlog and tell it to go.
-            self.overflowed = True
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.queue.put_nowait(Signal.OVERFLOW)
-            if self.on_overflow is not None:
-                self.on_overflow()
+        fast = self.fast
+        if fast is not None and not self.items and not self.busy and type(item) is tuple:
+            if fast(item):
+                return
+        self._queue(item)
 
     def push(self, frame: str) -> None:
         """Queue a frame made on this worker for this subscriber alone (its sidebar)."""
-        self.deliver(("", None, frame))
+        if not self.overflowed:
+            self._queue(("", None, frame, b""))
+
+    def _queue(self, item: Piece | Signal) -> None:
+        if len(self.items) >= self.maxsize:
+            # Never block the reader for one slow socket: drop its backlog and tell it to go.
+            self.overflowed = True
+            self.items.clear()
+            self.items.append(Signal.OVERFLOW)
+            self._wake()
+            if self.on_overflow is not None:
+                self.on_overflow()
+            return
+        self.items.append(item)
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def take_ready(self, limit: int) -> list[Piece | Signal]:
         """Up to `limit` more items that are already queued, without waiting."""
         items: list[Piece | Signal] = []
-        while len(items) < limit and not self.queue.empty():
-            items.append(self.queue.get_nowait())
+        while len(items) < limit and self.items:
+            items.append(self.items.popleft())
         return items
 
     def __aiter__(self) -> AsyncIterator[Piece | Signal]:
         return self
 
     async def __anext__(self) -> Piece | Signal:
-        return await self.queue.get()
+        while not self.items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self.items.popleft()
 
 
 class Watcher(Protocol):
@@ -117,9 +152,12 @@ class Bus:
         self._route: dict[str, _Link] = {}
         self._rerouting = asyncio.Lock()
         self._reroute_task: asyncio.Task[None] | None = None
-        self.worker_channel = f"worker:{{{secrets.token_hex(8)}}}"
+        self.worker_id = secrets.token_hex(8)
+        self.worker_channel = f"worker:{{{self.worker_id}}}"
         self._echoes: dict[str, asyncio.Future[None]] = {}
+        self.wakes: set[asyncio.Task[None]] = set()  # links' wake publishes in flight
         self.stopping = False
+        self.stopped = False
 
     async def start(self) -> None:
         self._want(self.worker_channel)
@@ -129,6 +167,9 @@ class Bus:
         if self._reroute_task is not None:
             await tasks.stop(self._reroute_task)
         await asyncio.gather(*(link.stop() for link in list(self._links.values())))
+        self.stopped = True  # no more wakes: the app closes the Redis client they use next
+        if self.wakes:
+            await asyncio.wait(list(self.wakes), timeout=2)
 
     def forget(self, link: _Link) -> None:
         """A link left with no channels ends."""
@@ -356,6 +397,11 @@ class _Link:
         self.leaving: set[str] = set()  # to send SUNSUBSCRIBE for
         self.dropped: set[str] = set()  # unsubscribed by the server (slot moved)
         self.connected = False
+        # A channel of this node's own that only this link reads: publishing to it wakes the
+        # reader so that it sends what add() and remove() asked for (see READ_SECONDS).
+        self.wake_channel: str | None = None
+        self.wake_ready = False  # Redis confirmed it: the reader may block for READ_SECONDS
+        self._waking: asyncio.Task[None] | None = None
         self._retired = False
         self._task: asyncio.Task[None] | None = None
         self._client: Redis | None = None
@@ -369,6 +415,7 @@ class _Link:
         self.dropped.discard(channel)
         self.leaving.discard(channel)
         self.pending.add(channel)
+        self._wake()
 
     def remove(self, channel: str) -> None:
         self.channels.discard(channel)
@@ -377,6 +424,36 @@ class _Link:
             self.dropped.discard(channel)  # MOVED: the slot is no longer its)
         else:
             self.leaving.add(channel)
+        self._wake()
+
+    def _wake(self) -> None:
+        """Have the reader come round now (once for a burst of requests)."""
+        if (
+            self.wake_ready
+            and not self.bus.stopped
+            and (self._waking is None or self._waking.done())
+        ):
+            self._waking = asyncio.create_task(self._publish_wake(), name="bus-wake")
+            self.bus.wakes.add(self._waking)
+            self._waking.add_done_callback(self.bus.wakes.discard)
+
+    async def _publish_wake(self) -> None:
+        assert self.wake_channel is not None
+        try:
+            await self.bus.publish(self.wake_channel, "")
+        except Exception as error:  # the reader comes round within READ_SECONDS anyway
+            log.debug("pub/sub: could not wake the reader for %s: %s", self.node, error)
+
+    def _find_wake_channel(self) -> str | None:
+        """A channel of this worker's that hashes to a slot this node serves."""
+        for n in range(4096):
+            channel = f"wake:{{{self.bus.worker_id}-{n}}}"
+            try:
+                if self.bus.topology.owner(channel) == self.node:
+                    return channel
+            except Exception:  # the cluster's map is not known: poll
+                return None
+        return None
 
     def retire(self) -> None:
         """End the task once it is free (it may be the one asking)."""
@@ -386,6 +463,7 @@ class _Link:
         # The reader polls with a timeout and checks the flag: cancelling a task blocked
         # inside redis-py's pub/sub read can hang, so it is asked to stop instead.
         self._retired = True
+        self._wake()
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout=3)
@@ -441,6 +519,10 @@ class _Link:
         self.leaving.clear()
         self.dropped.clear()
         self.pending = set(self.channels)
+        self.wake_ready = False
+        self.wake_channel = self._find_wake_channel()
+        if self.wake_channel is not None:
+            await self._pubsub.ssubscribe(self.wake_channel)
         await self._send()
         self.connected = True
 
@@ -467,7 +549,8 @@ class _Link:
             if not self.channels:
                 self.bus.forget(self)
                 return
-            message = await self._pubsub.get_message(timeout=0 if confirmed else POLL_SECONDS)
+            wait = 0 if confirmed else READ_SECONDS if self.wake_ready else POLL_SECONDS
+            message = await self._pubsub.get_message(timeout=wait)
             kind = message["type"] if message is not None else None
             if confirmed and kind != "ssubscribe":
                 self.bus.on_confirmed(confirmed)
@@ -475,6 +558,12 @@ class _Link:
             if message is None:
                 continue
             channel = message["channel"]
+            if channel == self.wake_channel:
+                if kind == "ssubscribe":
+                    self.wake_ready = True
+                elif kind == "sunsubscribe":  # its slot moved: poll until the next connect
+                    self.wake_ready = False
+                continue
             if channel not in self.channels:
                 continue  # left this node meanwhile
             if kind == "smessage":
@@ -496,9 +585,12 @@ def init_app(app: Quart) -> None:
         app.extensions["bus"] = bus
         await bus.start()
 
-    @app.after_serving
     async def stop_bus() -> None:
         await app.extensions.pop("bus").stop()
+
+    # Quart runs these in the order they were added: the bus stops (its last wakes published)
+    # before chat/store.py closes the Redis client.
+    app.after_serving_funcs.insert(0, stop_bus)
 
 
 def bus(app: Quart | None = None) -> Bus:

@@ -16,12 +16,14 @@ from typing import Any
 from chat import history, i18n, timefmt
 from chat.fragments import render_fragment
 from chat.i18n import Variant
+from chat.wire import text_frame
 
 TEMPLATE = "\x02"
 
 # A published item as one viewer gets it: its key (a stream id, "revoke" or ""), that id
-# parsed for ordering (or None), and the frame to send.
-Piece = tuple[str, tuple[int, int] | None, str]
+# parsed for ordering (or None), the frame's text, and that text as a websocket frame's
+# bytes (chat/wire.py; empty for an empty text), made once for every viewer alike.
+Piece = tuple[str, tuple[int, int] | None, str, bytes]
 
 
 def template_payload(template: str, **args: Any) -> str:
@@ -44,4 +46,4 @@ async def make_piece(item: str, variant: Variant | None) -> Piece:
             frame = await render_fragment(payload["template"], **payload["args"])
     elif variant is not None and "\x01" in frame:
         frame = timefmt.fill_markers(frame, variant)
-    return key, position, frame
+    return key, position, frame, text_frame(frame) if frame else b""
