@@ -23,6 +23,7 @@ import logging
 import struct
 from typing import Any
 
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from wsproto.connection import Connection, ConnectionState
 
@@ -89,8 +90,10 @@ def line(websocket: Any) -> Line | None:
         server = protocol.send.__self__  # hypercorn.asyncio.tcp_server.TCPServer
         transport = server.writer.transport
         # uvloop's transports are not asyncio.WriteTransport subclasses: checked by method.
+        # HTTP/1.1 only: over HTTP/2 (RFC 8441) the transport carries h2 frames, not ours.
         if (
             isinstance(stream, WSStream)
+            and isinstance(protocol, H11Protocol)
             and isinstance(getattr(stream, "connection", None), Connection)
             and all(callable(getattr(transport, name, None)) for name in TRANSPORT_METHODS)
         ):
