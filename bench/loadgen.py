@@ -586,7 +586,9 @@ async def run_idle(
         rooms=rooms_n,
         workers=1,
         senders_per_room=0,
-        sockets_per_user=500,
+        # 10 tabs per person: a person's tabs tell each other when one opens a room
+        # (chat/sidebar_hub.py), so 500 each made connecting quadratic (over 240 s).
+        sockets_per_user=10,
         compression=compression,
         max_seconds=240,
     )

@@ -109,10 +109,11 @@ BIG_ROOM = Cell(
     rates=[1.0, 2.0],
     step_seconds=10.0,
     senders_per_room=1,
-    # 500 people with 20 tabs each: a person's tabs tell each other when one opens the room
-    # (chat/sidebar_hub.py), so 100 tabs each would spend the set-up on that alone.
-    sockets_per_user=20,
-    max_seconds=300,
+    # 200 people with 50 tabs each. Setting the room up is slow (about 15 sockets a second
+    # here): each new person is announced to everyone there, each new socket gets the list
+    # of who is online, and a person's tabs tell each other when one opens the room.
+    sockets_per_user=50,
+    max_seconds=900,
 )
 
 
@@ -121,6 +122,14 @@ async def paired(cell: Cell, out: Path) -> list[dict[str, Any]]:
     trivial = await calibrate(dataclasses.replace(cell, workers=1, profile_step=None), out)
     trivial["cell"] = cell.name
     return [trivial, await loadgen.run_load(cell, out / cell.name)]
+
+
+async def idle(clients: int, compression: bool, out: Path) -> dict[str, Any]:
+    """run_idle, or what stopped it: one failed run must not lose the scenario's others."""
+    try:
+        return await loadgen.run_idle(clients, compression, out)
+    except Exception as error:
+        return {"clients": clients, "compression": compression, "failed": repr(error)}
 
 
 async def scenario(name: str, cells_filter: set[str] | None, out: Path) -> dict[str, Any]:
@@ -145,8 +154,8 @@ async def scenario(name: str, cells_filter: set[str] | None, out: Path) -> dict[
         loads += await paired(BUSY, out / "busy")
         loads.append(await loadgen.run_load(FANOUT, out / FANOUT.name))
         result["idle"] = [
-            await loadgen.run_idle(1500, True, out / "idle-deflate"),
-            await loadgen.run_idle(1500, False, out / "idle-plain"),
+            await idle(1500, True, out / "idle-deflate"),
+            await idle(1500, False, out / "idle-plain"),
         ]
     elif name == "yardstick":
         loads += await paired(PLAIN, out / "plain")
@@ -170,8 +179,8 @@ async def scenario(name: str, cells_filter: set[str] | None, out: Path) -> dict[
         loads.append(await loadgen.run_load(cell, out / (cell.name + "-plain")))
     elif name == "idle":
         result["idle"] = [
-            await loadgen.run_idle(10_000, True, out / "idle-deflate"),
-            await loadgen.run_idle(10_000, False, out / "idle-plain"),
+            await idle(10_000, True, out / "idle-deflate"),
+            await idle(10_000, False, out / "idle-plain"),
         ]
     elif name == "storm":
         result["storm"] = [
@@ -196,8 +205,8 @@ async def scenario(name: str, cells_filter: set[str] | None, out: Path) -> dict[
                     write(result, out)
         if not cells_filter:
             result["idle"] = [
-                await loadgen.run_idle(10_000, True, out / "idle-deflate"),
-                await loadgen.run_idle(10_000, False, out / "idle-plain"),
+                await idle(10_000, True, out / "idle-deflate"),
+                await idle(10_000, False, out / "idle-plain"),
             ]
             result["storm"] = [await loadgen.run_storm(5000, 10, 2, 20, out / "storm")]
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -363,6 +372,12 @@ def summary(result: dict[str, Any], out: Path) -> str:
             "|---|---|---|---|---|---|---|---|",
         ]
         for i in result["idle"]:
+            if i.get("failed"):
+                lines.append(
+                    f"| {i['clients']:,} | {'yes' if i['compression'] else 'no'} | "
+                    f"failed: {i['failed']} | | | | | |"
+                )
+                continue
             lines.append(
                 f"| {i['clients']:,} | {'yes' if i['compression'] else 'no'} | {i['connected']:,} | "
                 f"{i['connect_seconds']} | {i['worker_rss_before_mb']} | {i['worker_rss_idle_mb']} | "
@@ -485,11 +500,18 @@ def failures(result: dict[str, Any]) -> list[str]:
             found.append(f"{load['cell']}: {load['connect_failures']} sockets did not connect")
         if not first["delivered"]:
             found.append(f"{load['cell']}: nothing delivered")
-        if first["lost"] or first["dups"] or first["out_of_order"]:
+        # The trivial server's broadcast() skips a socket whose buffer is full: its losses
+        # are a yardstick's limit, not a failure of the run.
+        if load.get("target") != "echo" and (
+            first["lost"] or first["dups"] or first["out_of_order"]
+        ):
             found.append(
                 f"{load['cell']}: lowest rate lost {first['lost']}, dups "
                 f"{first['dups']}, out of order {first['out_of_order']}"
             )
+    found += [
+        f"idle {i['clients']}: {i['failed']}" for i in result.get("idle", []) if i.get("failed")
+    ]
     return found
 
 

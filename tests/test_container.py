@@ -33,7 +33,9 @@ from tests.support import SmtpServer
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(570)]
 
-MAX_IMAGE_BYTES = 150 * 1000 * 1000
+# 150 MB until issue 17; uvloop's wheel adds 14 MB (its one shared library is not stripped)
+# and the image measured 160 MB with it.
+MAX_IMAGE_BYTES = 165 * 1000 * 1000
 BUILD_TIMEOUT = 480  # a cold build (debootstrap base) takes about 2 minutes here
 SKIP = 77  # scripts/container-smoke: no base image can be had
 
