@@ -279,14 +279,20 @@ class RoomSocket:
             return False
         if not line.ready():
             return False  # closing, or not keeping up: the queue and the slow path
-        if position is not None:
-            if self.seen is not None and position <= self.seen:
-                return True  # already sent in the backfill
-            self.last_id, self.seen = key, position
+        if not self.advance(key, position):
+            return True  # already sent in the backfill
         extra = self.sidebar.take_pending() if self.sidebar is not None else []
         if self.typing_line is not None and (typing_line := self.typing_line.take()):
             extra.append(typing_line)
         line.write(framed + wire.text_frame("".join(extra)) if extra else framed)
+        return True
+
+    def advance(self, key: str, position: tuple[int, int] | None) -> bool:
+        """Note a stream entry as the newest sent; False if the backfill already sent it."""
+        if position is not None:
+            if self.seen is not None and position <= self.seen:
+                return False
+            self.last_id, self.seen = key, position
         return True
 
     async def forward_items(self, subscription: Subscription) -> None:
@@ -334,10 +340,8 @@ class RoomSocket:
                 await self.send_batch(batch)
                 await self.session_ended()
                 return
-            if position is not None:
-                if self.seen is not None and position <= self.seen:
-                    continue  # already sent in the backfill
-                self.last_id, self.seen = key, position
+            if not self.advance(key, position):
+                continue  # already sent in the backfill
             if frame:
                 batch.append(frame)
         if self.sidebar is not None:
