@@ -188,8 +188,12 @@ class Hub:
         self.latest: dict[str, int] = {}
         self.by_room: dict[str, set[Member]] = {}
         self.by_person: dict[str, set[Member]] = {}
+        self.groups: dict[GroupKey, set[Member]] = {}
+        # room -> the groups of tabs that show it with a count (listed, not the room open):
+        # a message's push visits these groups, not every socket of the room.
+        self.counting: dict[str, dict[GroupKey, set[Member]]] = {}
         self.changed_rooms: set[str] = set()
-        self.changed: dict[Member, set[str]] = {}
+        self.changed: dict[GroupKey, set[str]] = {}
         self.cache: dict[tuple[Variant, str, str, int], str] = {}
         # person -> group of tabs -> room -> the badges that group was last sent
         self.shown: dict[str, dict[GroupKey, dict[str, Badges]]] = {}
@@ -204,10 +208,14 @@ class Hub:
 
     def add(self, member: Member) -> None:
         bus = bus_module.bus(self.app)
+        group = member.group
         for slug in member.view.rooms:
             self.by_room.setdefault(slug, set()).add(member)
             bus.watch(room_channel(slug), self)
+            if slug != member.view.viewing:
+                self.counting.setdefault(slug, {}).setdefault(group, set()).add(member)
         self.by_person.setdefault(member.view.person, set()).add(member)
+        self.groups.setdefault(group, set()).add(member)
 
     async def watching(self, slugs: list[str]) -> None:
         """Once this returns, Redis delivers these rooms' messages to this worker."""
@@ -215,6 +223,7 @@ class Hub:
 
     def remove(self, member: Member) -> None:
         bus = bus_module.bus(self.app)
+        group = member.group
         for slug in member.view.rooms:
             members = self.by_room.get(slug)
             if members is not None:
@@ -222,17 +231,22 @@ class Hub:
                 if not members:
                     del self.by_room[slug]
                     bus.unwatch(room_channel(slug), self)
+            counting = self.counting.get(slug)
+            if counting is not None:
+                _drop(counting, group, member)
+                if not counting:
+                    del self.counting[slug]
+        _drop(self.groups, group, member)
         people = self.by_person.get(member.view.person)
         if people is not None:
             people.discard(member)
             if not people:
                 del self.by_person[member.view.person]
                 self.shown.pop(member.view.person, None)
-        self.changed.pop(member, None)
         self.waiting.discard(member)
 
     def touch(self, member: Member, slug: str) -> None:
-        self.changed.setdefault(member, set()).add(slug)
+        self.changed.setdefault(member.group, set()).add(slug)
 
     # chat/bus.py Watcher: called for every item of a watched room, before any socket's copy.
     def on_item(self, channel: str, item: str) -> None:
@@ -266,23 +280,17 @@ class Hub:
             self.note_latest(await unread.latest(store.redis(self.app), list(self.by_room)))
             self.changed_rooms.update(self.by_room)
         for slug in self.changed_rooms:
-            for member in self.by_room.get(slug, ()):
-                if member.view.viewing != slug:
-                    self.changed.setdefault(member, set()).add(slug)
+            for key in self.counting.get(slug, ()):
+                self.changed.setdefault(key, set()).add(slug)
         self.changed_rooms.clear()
         changed, self.changed = self.changed, {}
         # Tabs of one person with the same room open and the same variant see the same
         # sidebar: their lines are worked out once.
-        groups: dict[GroupKey, tuple[Member, set[str], list[Member]]] = {}
-        for member, slugs in changed.items():
-            group = groups.get(member.group)
-            if group is None:
-                groups[member.group] = (member, set(slugs), [member])
-            else:
-                group[1].update(slugs)
-                group[2].append(member)
-        for key, (first, slugs, members) in groups.items():
-            lines, urgent = await self._lines(key, first, slugs)
+        for key, slugs in changed.items():
+            members = self.groups.get(key)
+            if not members:
+                continue  # its tabs closed meanwhile
+            lines, urgent = await self._lines(key, next(iter(members)), slugs)
             if lines:
                 for member in members:
                     if member not in self.waiting:
@@ -352,6 +360,14 @@ class Hub:
         redis = store.redis(self.app)
         await unread.mark_many(redis, [(p, slug, seq) for (p, slug), seq in marks.items()])
         await unread.note_seen(redis, list(self.by_person))
+
+
+def _drop(groups: dict[GroupKey, set[Member]], group: GroupKey, member: Member) -> None:
+    tabs = groups.get(group)
+    if tabs is not None:
+        tabs.discard(member)
+        if not tabs:
+            del groups[group]
 
 
 def init_app(app: Quart) -> None:

@@ -141,6 +141,9 @@ class Board:
         self.app = app
         self.rooms: dict[str, Room] = {}
         self.lines: dict[tuple[tuple[str, ...], Variant], str] = {}
+        # Viewers given a line since the last tick: the tick looks at these, not at every
+        # socket (most lines ride along with a frame of the room before it comes).
+        self.waiting: dict[int, Viewer] = {}
 
     def enter(
         self, slug: str, socket_id: str, person: str, variant: Variant, push: Callable[[str], None]
@@ -157,7 +160,9 @@ class Board:
         room = self.rooms.get(slug)
         if room is None:
             return
-        room.viewers.pop(socket_id, None)
+        viewer = room.viewers.pop(socket_id, None)
+        if viewer is not None:
+            self.waiting.pop(id(viewer), None)
         if not room.viewers:
             del self.rooms[slug]
             bus_module.bus(self.app).unwatch(typing_channel(slug), self)
@@ -189,10 +194,13 @@ class Board:
                 del room.typists[person]
             if gone:
                 self._show_all(room)
-            for viewer in room.viewers.values():
-                if viewer.pending is not None and now - viewer.since >= RIDE_SECONDS:
-                    viewer.push(viewer.pending)
-                    viewer.pending = None
+        for key, viewer in list(self.waiting.items()):
+            if viewer.pending is None:
+                del self.waiting[key]  # it rode along with a frame
+            elif now - viewer.since >= RIDE_SECONDS:
+                viewer.push(viewer.pending)
+                viewer.pending = None
+                del self.waiting[key]
 
     def _show_all(self, room: Room) -> None:
         for viewer in room.viewers.values():
@@ -213,6 +221,7 @@ class Board:
             html = self.lines[key] = LINE.format(text=escape(line_text(names, viewer.variant)))
         if viewer.pending is None:
             viewer.since = time.monotonic()
+            self.waiting[id(viewer)] = viewer
         viewer.pending = html
 
 
