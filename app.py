@@ -35,6 +35,7 @@ from chat import (
     leaving,
     logs,
     mention_mail,
+    online_lists,
     presence,
     security,
     sidebar_hub,
@@ -93,6 +94,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     templating.init_app(app)
     bus.init_app(app)
     presence.init_app(app)
+    online_lists.init_app(app)
     mention_mail.init_app(app)
     room_registry.init_app(app)
     sidebar_hub.init_app(app)

@@ -22,6 +22,7 @@ from chat import (
     live_room,
     membership,
     moderation,
+    online_lists,
     presence,
     security,
     sessions,
@@ -235,6 +236,8 @@ class RoomSocket:
         )
         local: presence.LocalSockets = current_app.extensions["presence"]
         local.remove(self.slug, self.socket_id)
+        if self.slug not in local.by_room:  # the worker's last socket in the room
+            online_lists.of(current_app).forget(self.slug)
         typists.board(current_app).leave(self.slug, self.socket_id)
         if "redis" in current_app.extensions:
             with contextlib.suppress(*store.REDIS_DOWN):

@@ -195,12 +195,14 @@ async def _around(session: Session, found: membership.Room, at: str) -> str:
 
 async def _room_page(session: Session, found: membership.Room, **shown: object) -> str:
     redis = store.redis()
+    users, total = await presence.online(redis, found.slug)
     return await render_template(
         "rooms/room.html",
         slug=found.slug,
         room=found,
         name=found.title_for(session.person),
-        users=await presence.online(redis, found.slug),
+        users=users,
+        total=total,
         session=session,
         room_sidebar=await sidebar.for_page(redis, session, found.slug),
         is_admin=admins.is_admin(session.email),

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from quart import Quart
+from quart import Quart, current_app
 
-from chat import bus, people, presence, store, timeline
+from chat import bus, i18n, online_lists, people, presence, store, timeline
 from chat.fragments import render_fragment
 from chat.localize import template_payload
 from chat.messages import render_frame, room_channel
@@ -40,8 +40,14 @@ async def empty_history_frame() -> str:
 
 
 async def online_frame(slug: str) -> str:
-    users = await presence.online(store.redis(), slug)
-    return await render_fragment("rooms/_online.html", users=users, oob=True)
+    """Who is online, for a socket that has just subscribed to the room (chat/online_lists.py
+    keeps it per worker and variant until the list changes)."""
+
+    async def render() -> str:
+        users, total = await presence.online(store.redis(), slug)
+        return await render_fragment("rooms/_online.html", users=users, total=total, oob=True)
+
+    return await online_lists.of(current_app).frame(slug, i18n.current(), render)
 
 
 async def announce(slug: str, user: str, verb: str) -> None:
@@ -54,15 +60,17 @@ async def announce(slug: str, user: str, verb: str) -> None:
     person = presence.person_of(user)
     found = await people.profile(redis, person)
     name = found.name if found is not None else ""
-    users = await presence.online(redis, slug)
-    payload = template_payload("rooms/_presence_frame.html", notice=verb, name=name, users=users)
+    users, total = await presence.online(redis, slug)
+    payload = template_payload(
+        "rooms/_presence_frame.html", notice=verb, name=name, users=users, total=total
+    )
     await bus.bus().publish(room_channel(slug), "\n" + payload)
 
 
 async def refresh_online(slug: str) -> None:
     """Send the room (every worker) its Online list again: someone in it was renamed."""
-    users = await presence.online(store.redis(), slug)
-    payload = template_payload("rooms/_online.html", users=users, oob=True)
+    users, total = await presence.online(store.redis(), slug)
+    payload = template_payload("rooms/_online.html", users=users, total=total, oob=True)
     await bus.bus().publish(room_channel(slug), "\n" + payload)
 
 

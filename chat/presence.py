@@ -2,9 +2,12 @@
 
 Two sorted sets per room: `lex` (score 0, member "user\\x1fsocket") finds a user's sockets by
 prefix; `exp` (score = expiry time) lets any worker drop the sockets of a crashed
-worker. A closed socket's entry lingers for LINGER_SECONDS before it is swept: a person who
-comes back within that time (a reload, a tab brought back to the front, a reconnect loop)
-never was away, so the room sees neither "left" nor "joined".
+worker. A set, `people`, holds each user with at least one entry: the Online list reads it, so
+a new socket costs O(people in the room), not O(sockets) (a person may have many tabs).
+
+A closed socket's entry lingers for LINGER_SECONDS before it is swept: a person who comes
+back within that time (a reload, a tab brought back to the front, a reconnect loop) never was
+away, so the room sees neither "left" nor "joined".
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ TTL_SECONDS = 30
 HEARTBEAT_SECONDS = 10
 LINGER_SECONDS = 5
 SEP = "\x1f"
+ONLINE_SHOWN = 100  # names in a room's Online list; the others are counted ("and 42 more")
 
 # Remove expired sockets; return the users who thereby have no socket left.
 _EXPIRE = """
@@ -43,24 +47,29 @@ for _, member in ipairs(gone) do
      and not left[user] then
     left[user] = true
     table.insert(left, user)
+    redis.call('SREM', KEYS[3], user)
   end
 end
 return left
 """
 
-# KEYS: lex, exp. ARGV: user, socket, expires. Returns 1 if this is the user's first socket.
+# KEYS: lex, exp, people. ARGV: user, socket, expires. Returns 1 if this is the user's first
+# socket. The user is added to `people` at every join, so a room whose set predates it (an
+# upgrade) fills as its sockets reconnect.
 _JOIN = """
 local prefix = ARGV[1] .. '\\31'
 local had = #redis.call('ZRANGEBYLEX', KEYS[1], '[' .. prefix, '[' .. prefix .. '\\255', 'LIMIT', 0, 1)
 redis.call('ZADD', KEYS[1], 0, prefix .. ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], prefix .. ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[1])
 if had == 0 then return 1 else return 0 end
 """
 
 
-def _keys(slug: str) -> tuple[str, str]:
+def _keys(slug: str) -> tuple[str, str, str]:
     # One room's keys share a cluster slot ({r:<room>}), so its scripts touch one slot.
-    return f"presence:{{r:{slug}}}:lex", f"presence:{{r:{slug}}}:exp"
+    prefix = f"presence:{{r:{slug}}}"
+    return f"{prefix}:lex", f"{prefix}:exp", f"{prefix}:people"
 
 
 def user_of(person: str, email: str) -> str:
@@ -76,7 +85,7 @@ def person_of(user: str) -> str:
 async def join(redis: Redis, slug: str, user: str, socket_id: str) -> bool:
     """Add the socket; True if the user was not in the room (not even lingering)."""
     expires = time.time() + TTL_SECONDS
-    first = await redis.eval(_JOIN, 2, *_keys(slug), user, socket_id, expires)
+    first = await redis.eval(_JOIN, 3, *_keys(slug), user, socket_id, expires)
     return bool(first)
 
 
@@ -88,30 +97,36 @@ async def leave(redis: Redis, slug: str, user: str, socket_id: str) -> None:
 
 async def forget(redis: Redis, slug: str, person: str) -> None:
     """A deleted account leaves the room's presence at once (no lingering, no "left")."""
-    lex, exp = _keys(slug)
+    lex, exp, people_key = _keys(slug)
     gone = [m for m in await redis.zrange(lex, 0, -1) if person_of(m.split(SEP, 1)[0]) == person]
     gone += [m for m in await redis.zrange(exp, 0, -1) if person_of(m.split(SEP, 1)[0]) == person]
-    if gone:
-        async with redis.pipeline(transaction=True) as pipe:  # one room, one slot
+    users = [u for u in await redis.smembers(people_key) if person_of(u) == person]
+    async with redis.pipeline(transaction=True) as pipe:  # one room, one slot
+        if gone:
             pipe.zrem(lex, *gone)
             pipe.zrem(exp, *gone)
-            await pipe.execute()
+        if users:
+            pipe.srem(people_key, *users)
+        await pipe.execute()
 
 
 async def expire(redis: Redis, slug: str) -> list[str]:
     """Drop sockets whose worker stopped refreshing them; the users now gone."""
-    return list(await redis.eval(_EXPIRE, 2, *_keys(slug), time.time()))
+    return list(await redis.eval(_EXPIRE, 3, *_keys(slug), time.time()))
 
 
-async def online(redis: Redis, slug: str) -> list[tuple[str, str]]:
-    """(person, display name) of everyone with a socket in the room (or lingering), by name."""
-    members: list[str] = await redis.zrange(_keys(slug)[0], 0, -1)
-    persons = sorted({person_of(member.split(SEP, 1)[0]) for member in members})
+async def online(redis: Redis, slug: str) -> tuple[list[tuple[str, str]], int]:
+    """(person, display name) of everyone with a socket in the room (or lingering), by name:
+    the first ONLINE_SHOWN of them, and how many they are. Only those go out with every
+    arrival and departure, to every socket of the room."""
+    users: set[str] = await redis.smembers(_keys(slug)[2])
+    persons = sorted({person_of(user) for user in users})
     found = await people.profiles_of(redis, persons)
-    return sorted(
+    listed = sorted(
         ((person, p.name) for person, p in found.items()),
         key=lambda pair: (pair[1].casefold(), pair[0]),
     )
+    return listed[:ONLINE_SHOWN], len(listed)
 
 
 class Member(Protocol):
@@ -164,13 +179,16 @@ class LocalSockets:
                 members = {f"{m.user}{SEP}{sid}": expires for sid, m in sockets.items()}
                 if members:
                     pipe.zadd(_keys(slug)[1], members, xx=True)
-            active = set()
+            # One write per session, not per socket: a person's tabs share their session.
+            by_session: dict[str, dict[str, float]] = {}
             for sockets in (*self.by_room.values(), self.lobby):
                 for sid, member in sockets.items():
-                    key = session_key(member.session_id, "session-sockets")
-                    pipe.zadd(key, {sid: expires}, xx=True)
-                    pipe.expire(key, TTL_SECONDS * 2)
-                    active.add(member.session_id)
+                    by_session.setdefault(member.session_id, {})[sid] = expires
+            for session_id, socket_expiries in by_session.items():
+                key = session_key(session_id, "session-sockets")
+                pipe.zadd(key, socket_expiries, xx=True)
+                pipe.expire(key, TTL_SECONDS * 2)
+            active = set(by_session)
             # An open tab is activity ("Where you're signed in"), written once a minute.
             now = expires - TTL_SECONDS
             self.touched = {sid: at for sid, at in self.touched.items() if sid in active}

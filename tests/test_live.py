@@ -12,6 +12,7 @@ from quart import Quart
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 from redis import Redis
 
+from chat import people, presence, store
 from tests.conftest import sign_in, text_of
 from tests.support import Inbox, stored_bodies
 
@@ -128,6 +129,67 @@ async def test_presence_joined_and_left_once(app: Quart, inbox: Inbox) -> None:
         assert len(joined_or_left) == 1  # no "joined" for the second tab, one "left" at the end
         online = frames[-1].split('id="online"')[1]
         assert "alice" not in text_of(online) and "bob" in text_of(online)
+
+
+async def test_online_list_names_the_first_hundred_and_counts_the_others(
+    app: Quart, inbox: Inbox, redis_sync: Redis
+) -> None:
+    """A big room's arrivals carry a bounded list: 100 names by name, the others counted;
+    a person counts once however many tabs they have, until their last socket expires."""
+    async with app.app_context():
+        redis = store.redis()
+        for n in range(103):
+            person, address = f"p{n:03d}", f"user{n}@example.org"
+            redis_sync.hset(
+                people.person_key(person, "profile"),
+                mapping={"email": address, "name": f"user {n:03d}"},
+            )
+            for tab in range(3):
+                await presence.join(
+                    redis, "general", presence.user_of(person, address), f"{n}-{tab}"
+                )
+        shown, total = await presence.online(redis, "general")
+        assert total == 103 and [name for _, name in shown] == [f"user {n:03d}" for n in range(100)]
+        first = presence.user_of("p000", "user0@example.org")
+        redis_sync.zadd("presence:{r:general}:exp", {f"{first}\x1f0-{tab}": 1 for tab in range(3)})
+        assert await presence.expire(redis, "general") == [first]
+        shown, total = await presence.online(redis, "general")
+        assert total == 102 and shown[0][1] == "user 001"
+    viewer = await signed_in_client(app, inbox, "viewer@example.org")
+    page = await (await viewer.get("/rooms/general")).get_data(as_text=True)
+    online = text_of(page.split('id="online"')[1].split("</ul>")[0])
+    assert "user 001" in online and "user 100" in online and "user 101" not in online
+    assert "and 2 more" in online
+    async with viewer.websocket("/rooms/general/ws") as ws:  # the viewer joins: 103 online
+        frame = (await receive_until(ws, "viewer joined"))[-1]
+        assert "and 3 more" in text_of(frame.split('id="online"')[1])
+
+
+async def test_a_new_socket_gets_the_online_list_as_it_is_now(app: Quart, inbox: Inbox) -> None:
+    """The worker keeps the list it sends new sockets (chat/online_lists.py): an arrival and a
+    rename must show in the next socket's list at once, not when the kept one ages out."""
+    alice = await signed_in_client(app, inbox, "alice@example.org")
+    bob = await signed_in_client(app, inbox, "bob@example.org")
+
+    async def list_of_new_tab() -> str:
+        async with alice.websocket("/rooms/general/ws") as tab:
+            frames = await receive_until(tab, 'id="online"')
+            return text_of(frames[-1].split('id="online"')[1].split("</ul>")[0])
+
+    async with alice.websocket("/rooms/general/ws") as first:
+        await receive_until(first, "alice joined")
+        assert "alice" in await list_of_new_tab() and "bob" not in await list_of_new_tab()
+        await bob.get("/rooms/general")  # as a browser does: the page, then its socket
+        async with bob.websocket("/rooms/general/ws") as watcher:
+            await receive_until(first, "bob joined")
+            assert "bob" in await list_of_new_tab()
+            renamed = await bob.post(
+                "/settings", form={"display_name": "Robert", "locale": "en", "time_zone": "UTC"}
+            )
+            assert renamed.status_code in (200, 303)
+            await receive_until(first, "Robert")
+            assert "Robert" in await list_of_new_tab()
+            assert "Robert" in text_of((await receive_until(watcher, "Robert"))[-1])
 
 
 async def test_markup_arrives_escaped(app: Quart, inbox: Inbox) -> None:
