@@ -345,6 +345,9 @@ async def main(spec: dict[str, Any], pipe: Any) -> None:
                 *(gen.type_steps(c, load_seconds) for c in typists),
                 gen.react_steps(float(spec.get("reactions_per_s", 0)), load_seconds),
             )
+            # Read on until the last step ends: the other processes' senders may send until
+            # then (at rates below one message per sender and step, this one's stop early).
+            await asyncio.sleep(max(0.0, gen.t0 + load_seconds - time.time()))
             await gen.drain(quiet=5.0, limit=arg.get("drain", 10))
             pipe.send(("done", gen.report()))
         elif kind == "disconnect":

@@ -61,6 +61,9 @@ async def profile(count: int) -> None:
         CHAT_SECRET_KEY="bench-idle-memory-" + "x" * 32,
         CHAT_COOKIE_SECURE="false",
         CHAT_WS_MAX_SOCKETS_PER_SESSION=str(count + 10),
+        # One session opens every socket back to back: issue 19's reconnect guard would
+        # refuse it (HTTP 429) after 30 a minute.
+        CHAT_WS_HANDSHAKES_PER_MINUTE=str(count + 10),
     )
     from app import create_app
 
