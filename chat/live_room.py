@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from quart import Quart, current_app
+import asyncio
+import logging
 
-from chat import bus, i18n, online_lists, people, presence, store, timeline
+from quart import Quart, current_app
+from redis.asyncio import Redis
+
+from chat import bus, i18n, keys, online_lists, people, presence, store, timeline
 from chat.fragments import render_fragment
 from chat.localize import template_payload
 from chat.messages import render_frame, room_channel
 
+log = logging.getLogger("chat.presence")
+
 # A client that missed more than this gets the latest page in place of its list.
 BACKFILL_LIMIT = 500
+# A room with more people online than this gets its Online list at most once every
+# LIST_SECONDS: each arrival and departure is told at once, the list follows. The list (up to
+# 100 names, some 30 KB) goes to every socket of the room, so in a big room filling up after a
+# restart, a list per arrival cost O(sockets x arrivals) in writes.
+LIST_EVERY_CHANGE_UP_TO = 50
+LIST_SECONDS = 2.0
 
 
 async def backfill_frame(slug: str, last_id: str | None) -> tuple[str | None, str | None]:
@@ -61,14 +73,40 @@ async def announce(slug: str, user: str, verb: str) -> None:
     found = await people.profile(redis, person)
     name = found.name if found is not None else ""
     users, total = await presence.online(redis, slug)
-    payload = template_payload(
-        "rooms/_presence_frame.html", notice=verb, name=name, users=users, total=total
-    )
+    if total <= LIST_EVERY_CHANGE_UP_TO or await _list_now(redis, slug):
+        payload = template_payload(
+            "rooms/_presence_frame.html", notice=verb, name=name, users=users, total=total
+        )
+    else:
+        payload = template_payload("rooms/_notice.html", notice=verb, name=name)
+        # One worker sends the list when the window ends; if it dies first, the key expires
+        # and the next arrival or departure sends it.
+        if await redis.set(keys.room(slug, "online-due"), "1", nx=True, px=_ms(3 * LIST_SECONDS)):
+            current_app.add_background_task(_list_later, slug)
     await bus.bus().publish(room_channel(slug), "\n" + payload)
 
 
+async def _list_now(redis: Redis, slug: str) -> bool:
+    """True if no list went to the room within LIST_SECONDS (this one opens a new window)."""
+    return bool(await redis.set(keys.room(slug, "online-sent"), "1", nx=True, px=_ms(LIST_SECONDS)))
+
+
+async def _list_later(slug: str) -> None:
+    await asyncio.sleep(LIST_SECONDS)
+    try:
+        await store.redis().delete(keys.room(slug, "online-due"))
+        await refresh_online(slug)
+    except store.REDIS_DOWN as error:  # the room's next arrival or departure sends it
+        log.warning("online list of room %s not sent: %s", slug, error)
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
 async def refresh_online(slug: str) -> None:
-    """Send the room (every worker) its Online list again: someone in it was renamed."""
+    """Send the room (every worker) its Online list again: someone in it was renamed, or a big
+    room's list is due."""
     users, total = await presence.online(store.redis(), slug)
     payload = template_payload("rooms/_online.html", users=users, total=total, oob=True)
     await bus.bus().publish(room_channel(slug), "\n" + payload)

@@ -10,11 +10,12 @@ in any case (a deleted account leaves the list without a notice).
 
 A socket subscribes to its room before it asks for the list, so a change published after the
 frame was read reaches it as a notice of its own; a change seen while the frame was being made
-keeps that frame out of the cache.
+keeps that frame out of the cache, and sockets that arrive after it get a new one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,9 @@ class OnlineLists:
         self.app = app
         self.frames: dict[str, dict[Variant | None, tuple[float, str]]] = {}
         self.versions: dict[str, int] = {}  # a room's changes seen; watched while listed
+        # Frames being made, with the room's version they started at: sockets arriving
+        # together wait for one render instead of each making their own.
+        self.making: dict[tuple[str, Variant | None], tuple[int, asyncio.Task[str]]] = {}
 
     async def frame(
         self, slug: str, variant: Variant | None, render: Callable[[], Awaitable[str]]
@@ -50,11 +54,33 @@ class OnlineLists:
         if slug not in self.versions:
             self.versions[slug] = 0
             bus_module.bus(self.app).watch(room_channel(slug), self)
-        version = self.versions[slug]
+        version, key = self.versions[slug], (slug, variant)
+        making = self.making.get(key)
+        if making is None or making[0] != version:  # none, or begun before a change
+            task = asyncio.ensure_future(self._make(slug, variant, version, started, render))
+            making = self.making[key] = (version, task)
+            task.add_done_callback(lambda done: self._made(key, done))
+        # Shielded: one waiting socket that closes must not cancel the others' frame.
+        return await asyncio.shield(making[1])
+
+    async def _make(
+        self,
+        slug: str,
+        variant: Variant | None,
+        version: int,
+        started: float,
+        render: Callable[[], Awaitable[str]],
+    ) -> str:
         html = await render()
         if self.versions.get(slug) == version:  # nothing changed meanwhile
             self.frames.setdefault(slug, {})[variant] = (started, html)
         return html
+
+    def _made(self, key: tuple[str, Variant | None], task: asyncio.Task[str]) -> None:
+        if self.making.get(key, (0, None))[1] is task:
+            del self.making[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed render is each waiter's to handle
 
     def forget(self, slug: str) -> None:
         """The worker's last socket in the room closed: stop watching it."""

@@ -12,7 +12,7 @@ from quart import Quart
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 from redis import Redis
 
-from chat import people, presence, store
+from chat import live_room, people, presence, store
 from tests.conftest import sign_in, text_of
 from tests.support import Inbox, stored_bodies
 
@@ -163,6 +163,35 @@ async def test_online_list_names_the_first_hundred_and_counts_the_others(
     async with viewer.websocket("/rooms/general/ws") as ws:  # the viewer joins: 103 online
         frame = (await receive_until(ws, "viewer joined"))[-1]
         assert "and 3 more" in text_of(frame.split('id="online"')[1])
+
+
+async def test_a_big_room_gets_its_online_list_at_most_every_two_seconds(
+    app: Quart, inbox: Inbox, redis_sync: Redis
+) -> None:
+    """Past 50 people online, arrivals are told at once and the list follows within
+    LIST_SECONDS (one list per window, not one per arrival, to every socket)."""
+    async with app.app_context():
+        redis = store.redis()
+        for n in range(live_room.LIST_EVERY_CHANGE_UP_TO):
+            person, address = f"p{n:03d}", f"user{n}@example.org"
+            redis_sync.hset(
+                people.person_key(person, "profile"),
+                mapping={"email": address, "name": f"user {n:03d}"},
+            )
+            await presence.join(redis, "general", presence.user_of(person, address), f"{n}")
+    bob = await signed_in_client(app, inbox, "bob@example.org")
+    alice = await signed_in_client(app, inbox, "alice@example.org")
+    async with bob.websocket("/rooms/general/ws") as watcher:
+        joined = (await receive_until(watcher, "bob joined"))[-1]
+        assert 'id="online"' in joined  # the window's first change carries the list
+        async with alice.websocket("/rooms/general/ws"):
+            joined = (await receive_until(watcher, "alice joined"))[-1]
+            assert 'id="online"' not in joined  # within the window: the notice alone
+            started = asyncio.get_running_loop().time()
+            listed = (await receive_until(watcher, 'id="online"'))[-1]
+            waited = asyncio.get_running_loop().time() - started
+            assert "alice" in text_of(listed.split('id="online"')[1])
+            assert waited <= live_room.LIST_SECONDS + 1
 
 
 async def test_a_new_socket_gets_the_online_list_as_it_is_now(app: Quart, inbox: Inbox) -> None:
