@@ -72,8 +72,10 @@ async def announce(slug: str, user: str, verb: str) -> None:
     person = presence.person_of(user)
     found = await people.profile(redis, person)
     name = found.name if found is not None else ""
-    users, total = await presence.online(redis, slug)
-    if total <= LIST_EVERY_CHANGE_UP_TO or await _list_now(redis, slug):
+    # The list is read only when it goes out: in a big room most notices go without it.
+    big = await presence.how_many(redis, slug) > LIST_EVERY_CHANGE_UP_TO
+    if not big or await _list_now(redis, slug):
+        users, total = await presence.online(redis, slug)
         payload = template_payload(
             "rooms/_presence_frame.html", notice=verb, name=name, users=users, total=total
         )

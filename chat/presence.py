@@ -115,6 +115,11 @@ async def expire(redis: Redis, slug: str) -> list[str]:
     return list(await redis.eval(_EXPIRE, 3, *_keys(slug), time.time()))
 
 
+async def how_many(redis: Redis, slug: str) -> int:
+    """How many people have a socket in the room (or lingering), without reading who."""
+    return int(await redis.scard(_keys(slug)[2]))
+
+
 async def online(redis: Redis, slug: str) -> tuple[list[tuple[str, str]], int]:
     """(person, display name) of everyone with a socket in the room (or lingering), by name:
     the first ONLINE_SHOWN of them, and how many they are. Only those go out with every
