@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -115,7 +116,30 @@ async def render_frame(
     )
 
 
+# Posts whose caller went away (held here: the loop keeps only weak references to tasks).
+_finishing: set[asyncio.Task[Posted]] = set()
+
+
 async def post_message(room: Room, author: Author | Session, body: str, client_id: str) -> Posted:
+    """Store the message and tell whoever must hear of it. It runs to the end even when the
+    caller is cancelled: a socket closed right after sending (its handler is cancelled) must
+    not leave a stored message whose mentions and emails never went out."""
+    task = asyncio.ensure_future(_post(room, author, body, client_id))
+    _finishing.add(task)
+    task.add_done_callback(_finishing.discard)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(_log_failure)
+        raise
+
+
+def _log_failure(task: asyncio.Task[Posted]) -> None:
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.warning("posting for a closed socket failed: %r", error)
+
+
+async def _post(room: Room, author: Author | Session, body: str, client_id: str) -> Posted:
     if isinstance(author, Session):
         author = Author.of(author)
     redis = store.redis()

@@ -15,7 +15,7 @@ from redis import Redis
 from chat.embedded_redis import EmbeddedRedis
 from tests.servers import AppServer
 from tests.support import Inbox, SmtpServer
-from tests.test_archive import archived, post_many, wait_archived
+from tests.test_archive import archived, post_many, wait_acknowledged, wait_archived
 from tests.test_faults import faulty_app, own_redis, wait_ready  # noqa: F401 (fixtures)
 from tests.test_server import server_settings, sign_in_http
 
@@ -93,5 +93,4 @@ async def test_a_redis_restart_loses_and_repeats_nothing(
     await wait_archived(own_archive, 400, timeout=30)
     assert [entry_id for entry_id, _ in archived(own_archive)] == ids
     with Redis.from_url(own_redis.url, decode_responses=True) as redis:
-        group = redis.xinfo_groups("{r:general}:stream")[0]
-        assert group["pending"] == 0
+        await wait_acknowledged(redis)
