@@ -48,6 +48,7 @@ from chat import (
 from chat import rooms as room_registry
 from chat.sessions import ChatUser
 from chat.settings import ConfigError, apply_defaults, validate
+from chat.to_the_end import FinishingQuart
 from chat.websocket_deflate import refuse_permessage_deflate
 
 ROOT = Path(__file__).resolve().parent
@@ -60,7 +61,7 @@ def instance_dir() -> Path:
 
 def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the app from CHAT_* environment variables, then `config` on top (tests)."""
-    app = Quart(__name__, instance_path=str(instance_dir()))
+    app = FinishingQuart(__name__, instance_path=str(instance_dir()))
     app.config.from_prefixed_env("CHAT")
     if config:
         app.config.update(config)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -29,6 +28,7 @@ from chat import (
 from chat.fragments import render_fragment
 from chat.membership import Room
 from chat.sessions import Session
+from chat.to_the_end import to_the_end
 
 log = logging.getLogger("chat.messages")
 
@@ -116,27 +116,11 @@ async def render_frame(
     )
 
 
-# Posts whose caller went away (held here: the loop keeps only weak references to tasks).
-_finishing: set[asyncio.Task[Posted]] = set()
-
-
 async def post_message(room: Room, author: Author | Session, body: str, client_id: str) -> Posted:
-    """Store the message and tell whoever must hear of it. It runs to the end even when the
-    caller is cancelled: a socket closed right after sending (its handler is cancelled) must
-    not leave a stored message whose mentions and emails never went out."""
-    task = asyncio.ensure_future(_post(room, author, body, client_id))
-    _finishing.add(task)
-    task.add_done_callback(_finishing.discard)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        task.add_done_callback(_log_failure)
-        raise
-
-
-def _log_failure(task: asyncio.Task[Posted]) -> None:
-    if not task.cancelled() and (error := task.exception()) is not None:
-        log.warning("posting for a closed socket failed: %r", error)
+    """Store the message and tell whoever must hear of it, to the end even when the caller is
+    cancelled (a socket closed right after sending): never a stored message whose mentions
+    and emails did not go out."""
+    return await to_the_end(_post(room, author, body, client_id))
 
 
 async def _post(room: Room, author: Author | Session, body: str, client_id: str) -> Posted:
