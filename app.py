@@ -41,6 +41,7 @@ from chat import (
     sidebar_hub,
     store,
     templating,
+    to_the_end,
     typists,
     upgrade,
     viewer,
@@ -102,6 +103,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     typists.init_app(app)
     archiver.init_app(app)
     leaving.init_app(app)
+    to_the_end.init_app(app)  # after bus: at shutdown, changes finish before the bus stops
     blueprints = (
         auth,
         rooms,

@@ -8,12 +8,14 @@ import re
 from quart import Blueprint, current_app, redirect, render_template, request, url_for
 from quart.typing import ResponseReturnValue
 from quart_auth import login_required
+from redis.asyncio import Redis
 
 from blueprints.rooms import signed_in
 from chat import admins, membership, people, ratelimit, rooms, sidebar, sidebar_hub, store
 from chat.clients import inbox_key
 from chat.problems import ShownError
 from chat.text import clean_line
+from chat.to_the_end import to_the_end
 
 bp = Blueprint("people", __name__)
 
@@ -87,8 +89,10 @@ async def direct() -> ResponseReturnValue:
     names = {pid: profile.name for pid, profile in found.items()}
     names[session.person] = session.display_name
     slug = membership.direct_slug(store.secret(), names)
+    # A GET that changes things: what it starts runs to the end even if the browser goes away
+    # (a conversation half made would stay so; its count against the cap must not be skipped).
     if await redis.exists(membership.meta_key(slug)):
-        await membership.open_direct(redis, store.secret(), names, session.person)
+        await to_the_end(membership.open_direct(redis, store.secret(), names, session.person))
     else:
         # A new conversation counts against the same hourly cap as making a room.
         made_key = rooms.made_key(inbox_key(store.secret(), session.email))
@@ -96,9 +100,15 @@ async def direct() -> ResponseReturnValue:
         wait = await ratelimit.peek(redis, made_key, per_hour, 3600)
         if wait:
             raise ShownError(429, "too_many_rooms_made", per_hour=per_hour, seconds=wait)
-        slug, made = await membership.open_direct(redis, store.secret(), names, session.person)
-        if made:
-            await ratelimit.count(redis, made_key, 3600)
-            for person in names:  # it appears in everyone's sidebar at once
-                await sidebar_hub.publish_event(person, "sidebar")
+        slug = await to_the_end(_start_direct(redis, names, session.person, made_key))
     return redirect(url_for("rooms.room", slug=slug), 303)
+
+
+async def _start_direct(redis: Redis, names: dict[str, str], starter: str, made_key: str) -> str:
+    """The conversation made, counted against the cap, and shown in everyone's sidebar."""
+    slug, made = await membership.open_direct(redis, store.secret(), names, starter)
+    if made:
+        await ratelimit.count(redis, made_key, 3600)
+        for person in names:  # it appears in everyone's sidebar at once
+            await sidebar_hub.publish_event(person, "sidebar")
+    return slug

@@ -23,7 +23,6 @@ from redis.asyncio import Redis
 
 from chat import codes, people, rooms, unread
 from chat.people import person_key
-from chat.to_the_end import runs_to_the_end
 
 OPEN, PRIVATE, DIRECT = "open", "private", "direct"
 MAX_DIRECT = 8  # people in one direct conversation, the starter included
@@ -154,7 +153,6 @@ def direct_slug(secret: bytes, people: Iterable[str]) -> str:
     return "d-" + digest.hexdigest()[:16]
 
 
-@runs_to_the_end  # a GET makes it: a conversation half made would stay so
 async def open_direct(
     redis: Redis, secret: bytes, people: dict[str, str], starter: str
 ) -> tuple[str, bool]:
