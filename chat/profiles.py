@@ -62,9 +62,11 @@ async def rename(redis: Redis, person: str, name: str) -> None:
     found = await people.profile(redis, person)
     if found is None or found.name == name:
         return
-    await sessions.save_name(redis, person, name)
+    # The indexes first, the name last: should Redis fail in between, the profile still has
+    # the old name, and the person's next try does every step again (each can be repeated).
     await people.relist_person(redis, person, found.name, name)
     slugs = await membership.rename(redis, person, found.name, name)
+    await sessions.save_name(redis, person, name)
     # The rooms that list them as online show the new name at once.
     user = presence.user_of(person, found.email)
     for slug in await presence.rooms_with(redis, user, slugs):

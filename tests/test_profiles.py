@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from quart import Quart
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from chat import people, profiles, sessions, store
+from chat import membership, people, profiles, sessions, store
 from chat.people import person_key
 from tests.conftest import sign_in, text_of
 from tests.support import Inbox
@@ -185,6 +186,29 @@ async def test_mentions_find_people_by_display_name(
     assert f'data-person="{ada_id}" href="/people/{ada_id}">@Ada Lovelace</a>, look' in page
     assert "@ada only the old name" in page  # the old name names nobody now
     assert f'data-person="{cee_id}" href="/people/{cee_id}">@cee</a>, who' in page
+
+
+async def test_a_rename_cut_short_by_redis_is_done_whole_by_the_next_try(
+    app: Quart, inbox: Inbox, redis_sync: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada = await signed_in_client(app, inbox, "ada@example.org")
+    bob = await signed_in_client(app, inbox, "bob@example.org")
+    for client in (ada, bob):
+        await page_text(client, "/rooms/general")
+    really_rename = membership.rename
+
+    async def redis_gone(*args: Any) -> list[str]:
+        raise RedisConnectionError("Redis went away mid-rename")
+
+    monkeypatch.setattr(membership, "rename", redis_gone)
+    assert (await rename(ada, "Ada Lovelace")).status_code == 503
+    monkeypatch.setattr(membership, "rename", really_rename)
+    assert (await rename(ada, "Ada Lovelace")).status_code == 303
+    assert "Ada Lovelace" in text_of(await page_text(bob, "/people?q=ada%20l"))
+    await bob.post("/rooms/general/messages", form={"body": "@Ada Lovelace, found you"})
+    ada_id = person_of(redis_sync, "ada@example.org")
+    page = await page_text(bob, "/rooms/general")
+    assert f'data-person="{ada_id}" href="/people/{ada_id}">@Ada Lovelace</a>, found' in page
 
 
 async def test_people_are_listed_and_found_by_display_name(
