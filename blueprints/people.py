@@ -91,7 +91,7 @@ async def direct() -> ResponseReturnValue:
     slug = membership.direct_slug(store.secret(), names)
     # A GET that changes things: what it starts runs to the end even if the browser goes away
     # (a conversation half made would stay so; its count against the cap must not be skipped).
-    if await redis.exists(membership.meta_key(slug)):
+    if await membership.direct_is_whole(redis, slug):
         await to_the_end(membership.open_direct(redis, store.secret(), names, session.person))
     else:
         # A new conversation counts against the same hourly cap as making a room.

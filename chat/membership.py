@@ -153,6 +153,11 @@ def direct_slug(secret: bytes, people: Iterable[str]) -> str:
     return "d-" + digest.hexdigest()[:16]
 
 
+async def direct_is_whole(redis: Redis, slug: str) -> bool:
+    """Made, with every step done (a making cut short is done again by the next try)."""
+    return bool(await redis.hexists(meta_key(slug), "people"))
+
+
 async def open_direct(
     redis: Redis, secret: bytes, people: dict[str, str], starter: str
 ) -> tuple[str, bool]:
@@ -162,16 +167,17 @@ async def open_direct(
     """
     slug = direct_slug(secret, people)
     made = bool(await redis.hsetnx(meta_key(slug), "kind", DIRECT))
-    if made:
-        await redis.hset(
-            meta_key(slug),
-            mapping={"people": json.dumps(people, ensure_ascii=False), "created": int(time.time())},
-        )
+    if made or not await direct_is_whole(redis, slug):
+        # Made now, or its making was cut short (Redis failed): every step again, and
+        # `people` last, as the mark that the conversation is whole.
+        await redis.hset(meta_key(slug), "created", int(time.time()))
         await _add(redis, slug, people)
-    elif not await redis.sismember(members_key(slug), starter):
+        await redis.hset(meta_key(slug), "people", json.dumps(people, ensure_ascii=False))
+        return slug, True
+    if not await redis.sismember(members_key(slug), starter):
         current = int(await redis.get(unread.seq_key(slug)) or 0)
         await _add(redis, slug, {starter: people[starter]}, current)
-    return slug, made
+    return slug, False
 
 
 async def invite(redis: Redis, slug: str, person: str, name: str) -> bool:

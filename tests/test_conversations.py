@@ -11,7 +11,9 @@ import pytest
 from quart import Quart
 from quart.testing.connections import WebsocketDisconnectError, WebsocketResponseError
 from redis import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from chat import membership
 from tests.conftest import text_of
 from tests.support import Inbox, stored_bodies
 from tests.test_live import receive_until, signed_in_client
@@ -131,6 +133,27 @@ async def test_a_direct_conversation_is_one_per_set_of_people(app: Quart, inbox:
     )
     for forged in ("with=nothex", "with=0123456789abcdef", "with=" + "a" * 17):
         assert (await ada.get(f"/direct?{forged}")).status_code == 404
+
+
+async def test_a_direct_conversation_cut_short_by_redis_is_made_whole_by_the_next_try(
+    app: Quart, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ada = await signed_in_client(app, inbox, "ada@example.org")
+    bob = await signed_in_client(app, inbox, "bob@example.org")
+    bob_id, ada_id = await person_id(ada, "bob"), await person_id(ada, "ada")
+    really_add = membership._add
+
+    async def redis_gone(*args: Any, **kwargs: Any) -> None:
+        raise RedisConnectionError("Redis went away while the conversation was made")
+
+    monkeypatch.setattr(membership, "_add", redis_gone)
+    assert (await ada.get(f"/direct?with={bob_id}")).status_code == 503
+    monkeypatch.setattr(membership, "_add", really_add)
+    # Bob tries next: Ada is in it too, and it is titled after her for him.
+    again = await bob.get(f"/direct?with={ada_id}")
+    assert again.status_code == 303
+    page = text_of(await (await ada.get(again.headers["Location"])).get_data(as_text=True))
+    assert "Direct messages" in page and "bob" in page
 
 
 async def test_unread_counts_and_mentions_reach_other_tabs_live_and_last(
