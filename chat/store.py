@@ -10,6 +10,7 @@ the pub/sub Topology (which node a channel lives on).
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any, Protocol
 
 from quart import Quart, current_app
@@ -110,6 +111,34 @@ class Cluster:
         return by_slot(self.cluster, channels)
 
 
+class FailoverSafeCluster(RedisCluster):  # type: ignore[misc]
+    """A cluster client that retries a command whose connection was closed under it.
+
+    When a failover drops a node from the slot map, redis-py closes every connection to it,
+    those in use too, and a command half way through one fails with an AttributeError or
+    TypeError from inside redis-py ("'NoneType' object has no attribute 'writelines'";
+    redis/redis-py#4287 is the same leak after a peer reset). That is a lost connection: it
+    is raised as one, which the client retries on the new slot map (else REDIS_DOWN).
+    """
+
+    async def _execute_command(self, target_node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super()._execute_command(target_node, *args, **kwargs)
+        except (AttributeError, TypeError) as error:
+            if not _closed_under_the_command(error):
+                raise
+            raise RedisConnectionError(f"connection closed under the command: {error}") from error
+
+
+def _closed_under_the_command(error: BaseException) -> bool:
+    frames = traceback.extract_tb(error.__traceback__)
+    where = frames[-1].filename if frames else ""
+    in_redis_io = where.endswith(
+        ("redis/asyncio/connection.py", "asyncio/streams.py", "asyncio/selector_events.py")
+    )
+    return in_redis_io and "NoneType" in str(error)
+
+
 def connect(url: str) -> tuple[Any, Topology]:
     """A client (a pool) for the Redis `url` names, and its pub/sub topology."""
     target = redis_target.parse(url)
@@ -127,7 +156,7 @@ def connect(url: str) -> tuple[Any, Topology]:
             retry_on_timeout=True,
         )
         return Redis.from_pool(pool), OneServer(url)
-    cluster = RedisCluster(
+    cluster = FailoverSafeCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
         username=target.username,
         password=target.password,

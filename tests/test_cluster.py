@@ -27,7 +27,7 @@ from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.crc import key_slot
 
 import chat
-from chat import history, keys
+from chat import history, keys, store
 from tests.redis_cluster import ClusterNode, RedisClusterServers
 from tests.servers import AppServer
 from tests.support import Inbox, SmtpServer
@@ -446,6 +446,44 @@ def lua_scripts() -> dict[str, str]:
             if name.startswith("_") and isinstance(value, str) and "redis.call(" in value:
                 found[f"{module.name}.{name}"] = value
     return found
+
+
+async def test_connections_closed_under_commands_fail_only_as_connection_errors(
+    cluster: RedisClusterServers,
+) -> None:
+    """What redis-py does to a node dropped in a failover (close all its connections, in use
+    too), over and over while commands run: each command succeeds or fails as a lost
+    connection (REDIS_DOWN, a clear 503), never as an AttributeError from inside redis-py."""
+    client, _ = store.connect(cluster.url)
+    await client.initialize()
+    node = client.get_node_from_key("k")
+    outcomes: dict[str, int] = {}
+    stopping = asyncio.Event()
+
+    async def command() -> None:
+        while not stopping.is_set():
+            try:
+                await client.eval("return 1", 1, "k")
+                outcome = "ok"
+            except store.REDIS_DOWN:
+                outcome = "redis down"
+            except Exception as error:  # what must not happen: recorded, to be shown
+                outcome = f"{type(error).__name__}: {error}"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+
+    async def close_the_nodes_connections() -> None:
+        while not stopping.is_set():
+            await node.disconnect()
+            await asyncio.sleep(0.001)
+
+    tasks = [asyncio.create_task(command()) for _ in range(50)]
+    tasks.append(asyncio.create_task(close_the_nodes_connections()))
+    await asyncio.sleep(2)
+    stopping.set()
+    await asyncio.gather(*tasks)
+    await client.aclose()
+    assert set(outcomes) <= {"ok", "redis down"}, outcomes
+    assert outcomes.get("ok", 0) > 0
 
 
 @pytest.mark.timeout(600)
