@@ -40,6 +40,8 @@ _running: set[asyncio.Task[Any]] = set()
 
 async def to_the_end(call: Coroutine[Any, Any, T]) -> T:
     """Await `call` in a task of its own that cancelling the caller does not cancel."""
+    if asyncio.current_task() in _running:  # already detached (a form post): no second task
+        return await call
     task = asyncio.ensure_future(call)
     _running.add(task)
     task.add_done_callback(_running.discard)
